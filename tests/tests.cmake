@@ -25,13 +25,31 @@ foreach(script ${DISTML_SHELL_TESTS})
     TIMEOUT 1200)
 endforeach()
 
+# Python tests run under DISTML_PYTHON. By default that is the first of
+# python3 on PATH and /usr/bin/python3 that can import google.protobuf,
+# because Debian's python3-protobuf (installed by scripts/bootstrap) serves
+# only /usr/bin/python3, and a pyenv or virtualenv python3 earlier on PATH
+# does not see it. DISTML_BUILD_DIR lets a test run the C test executables,
+# which are built there as <layer>_<name>.
+if(NOT DISTML_PYTHON)
+  set(DISTML_PYTHON python3)
+  foreach(candidate python3 /usr/bin/python3)
+    execute_process(COMMAND ${candidate} -c "import google.protobuf"
+                    RESULT_VARIABLE import_result OUTPUT_QUIET ERROR_QUIET)
+    if(import_result EQUAL 0)
+      set(DISTML_PYTHON ${candidate})
+      break()
+    endif()
+  endforeach()
+endif()
+
 file(GLOB_RECURSE DISTML_PY_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/*/test_*.py)
 foreach(script ${DISTML_PY_TESTS})
   get_filename_component(name ${script} NAME_WE)
   get_filename_component(dir ${script} DIRECTORY)
   get_filename_component(layer ${dir} NAME)
-  add_test(NAME ${layer}/${name} COMMAND python3 ${script})
+  add_test(NAME ${layer}/${name} COMMAND ${DISTML_PYTHON} ${script})
   set_tests_properties(${layer}/${name} PROPERTIES
-    ENVIRONMENT "DISTML=$<TARGET_FILE:distml>;DISTML_TEST_TMP=${CMAKE_BINARY_DIR}/test-tmp;DISTML_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
+    ENVIRONMENT "DISTML=$<TARGET_FILE:distml>;DISTML_TEST_TMP=${CMAKE_BINARY_DIR}/test-tmp;DISTML_SOURCE_DIR=${CMAKE_SOURCE_DIR};DISTML_BUILD_DIR=${CMAKE_BINARY_DIR}"
     TIMEOUT 1200)
 endforeach()

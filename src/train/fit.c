@@ -1,0 +1,385 @@
+#include "train/fit.h"
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "data/pipeline.h"
+#include "model/checkpoint.h"
+#include "model/saved_model.h"
+#include "nn/adam.h"
+#include "nn/model.h"
+#include "train/progbar.h"
+#include "train/tensorboard.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+void fit_config_default(fit_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->model_type = "cnn";
+    cfg->epochs = 1;
+    cfg->batch_size_per_replica = 64;
+    cfg->seed = 1234;
+    cfg->shuffle_buffer = 10000;
+    cfg->log_steps = 100;
+    cfg->resume = true;
+}
+
+float fit_learning_rate(int epoch)
+{
+    if (epoch < 3)
+        return 1e-3f;
+    if (epoch < 7)
+        return 1e-4f;
+    return 1e-5f;
+}
+
+/* Everything one training run owns, so the steps below stay short. */
+typedef struct {
+    const fit_config *cfg;
+    const ds_split *data;
+    nn_model model;
+    nn_adam opt;
+    pipe_iter *pipe;
+    tb_writer *tb;
+    float *x;
+    int32_t *y;
+    uint32_t *indices;
+    uint64_t *example_ids;
+    int64_t steps_per_epoch;
+    int64_t global_step;
+} fit_state;
+
+/* Checkpoint tensors: every model variable under its own name, and Adam's
+ * slots as "optimizer/m/<name>" and "optimizer/v/<name>". NAMES holds the
+ * storage for the slot names. */
+static size_t checkpoint_tensors(fit_state *s, st_tensor *t, size_t capacity)
+{
+    nn_param *vars[NN_MAX_VARIABLES];
+    int n = nn_model_variables(&s->model, vars, NN_MAX_VARIABLES);
+    size_t count = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        for (int i = 0; i < n && count < capacity; i++) {
+            nn_param *p = vars[i];
+            if (pass > 0 && !p->trainable)
+                continue;
+            st_tensor *dst = &t[count++];
+            memset(dst, 0, sizeof *dst);
+            dst->dtype = ST_F32;
+            dst->ndim = p->ndim;
+            for (int d = 0; d < p->ndim; d++)
+                dst->shape[d] = p->shape[d];
+            if (pass == 0) {
+                snprintf(dst->name, sizeof dst->name, "%s", p->name);
+                dst->data = p->value;
+            } else {
+                float *slots = pass == 1 ? s->opt.m : s->opt.v;
+                snprintf(dst->name, sizeof dst->name, "optimizer/%s/%s", pass == 1 ? "m" : "v",
+                         p->name);
+                dst->data = slots + p->offset;
+            }
+        }
+    }
+    return count;
+}
+
+static int save_checkpoint(fit_state *s, int epochs_done)
+{
+    st_tensor tensors[3 * NN_MAX_VARIABLES];
+    size_t count = checkpoint_tensors(s, tensors, 3 * NN_MAX_VARIABLES);
+    cJSON *state = cJSON_CreateObject();
+    cJSON_AddNumberToObject(state, "epoch", epochs_done);
+    cJSON_AddNumberToObject(state, "global_step", (double)s->global_step);
+    cJSON_AddNumberToObject(state, "optimizer_iterations", (double)s->opt.iterations);
+    cJSON_AddStringToObject(state, "model_type", s->cfg->model_type);
+    cJSON_AddNumberToObject(state, "batch_size_per_replica", s->cfg->batch_size_per_replica);
+    cJSON_AddNumberToObject(state, "seed", (double)s->cfg->seed);
+    char *text = cJSON_PrintUnformatted(state);
+    cJSON_Delete(state);
+    if (text == NULL)
+        return dm_fail("out of memory writing checkpoint state");
+    int rc = ckpt_save(s->cfg->checkpoint_dir, epochs_done, tensors, count, text);
+    free(text);
+    return rc;
+}
+
+static int restore_tensors(fit_state *s, const st_tensor *saved, size_t saved_count)
+{
+    st_tensor wanted[3 * NN_MAX_VARIABLES];
+    size_t count = checkpoint_tensors(s, wanted, 3 * NN_MAX_VARIABLES);
+    for (size_t i = 0; i < count; i++) {
+        const st_tensor *t = st_find(saved, saved_count, wanted[i].name);
+        if (t == NULL || t->dtype != ST_F32 || st_element_count(t) != st_element_count(&wanted[i]))
+            return dm_fail("checkpoint has no tensor '%s' of the model's shape", wanted[i].name);
+        memcpy(wanted[i].data, t->data, (size_t)st_element_count(t) * sizeof(float));
+    }
+    return 0;
+}
+
+static double json_number(const cJSON *root, const char *key)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, key);
+    return cJSON_IsNumber(item) ? item->valuedouble : -1.0;
+}
+
+/* Load the newest complete checkpoint; returns the number of epochs it
+ * completed (0 when there is none) or -1. */
+static int restore_checkpoint(fit_state *s)
+{
+    int epoch = 0;
+    if (!s->cfg->resume || s->cfg->checkpoint_dir == NULL)
+        return 0;
+    if (ckpt_latest(s->cfg->checkpoint_dir, &epoch) != 0)
+        return -1;
+    if (epoch == 0)
+        return 0;
+    st_tensor *tensors = NULL;
+    size_t count = 0;
+    char *state_text = NULL;
+    if (ckpt_load(s->cfg->checkpoint_dir, epoch, &tensors, &count, &state_text) != 0)
+        return -1;
+    cJSON *state = cJSON_Parse(state_text);
+    int rc = -1;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(state, "model_type");
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, s->cfg->model_type) != 0) {
+        dm_fail("checkpoint %s/ckpt_%d is of model type %s, not %s: pass another "
+                "--checkpoint_dir or --noresume",
+                s->cfg->checkpoint_dir, epoch, cJSON_IsString(type) ? type->valuestring : "?",
+                s->cfg->model_type);
+    } else if (restore_tensors(s, tensors, count) == 0) {
+        s->global_step = (int64_t)json_number(state, "global_step");
+        s->opt.iterations = (int64_t)json_number(state, "optimizer_iterations");
+        rc = s->global_step >= 0 && s->opt.iterations >= 0 ? epoch : dm_fail("bad state.json");
+    }
+    cJSON_Delete(state);
+    free(state_text);
+    st_free(tensors, count);
+    return rc;
+}
+
+static int open_pipeline(fit_state *s)
+{
+    pipe_config pc;
+    pipe_config_default(&pc);
+    pc.num_examples = s->data->count;
+    pc.shuffle_buffer = s->cfg->shuffle_buffer;
+    pc.seed = s->cfg->seed;
+    pc.batch_size = (uint32_t)s->cfg->batch_size_per_replica;
+    pc.repeat_count = -1;
+    s->pipe = pipe_open(&pc);
+    if (s->pipe == NULL)
+        return -1;
+    s->steps_per_epoch = s->cfg->steps_per_epoch > 0 ? s->cfg->steps_per_epoch
+                                                     : (int64_t)pipe_batches_per_epoch(s->pipe);
+    return 0;
+}
+
+static int allocate_batch(fit_state *s)
+{
+    const size_t b = (size_t)s->cfg->batch_size_per_replica;
+    s->x = dm_malloc(b * nn_shape_size(s->model.input) * sizeof(float));
+    s->y = dm_malloc(b * sizeof(int32_t));
+    s->indices = dm_malloc(b * sizeof(uint32_t));
+    s->example_ids = dm_malloc(b * sizeof(uint64_t));
+    if (s->x == NULL || s->y == NULL || s->indices == NULL || s->example_ids == NULL)
+        return -1;
+    return nn_model_reserve(&s->model, s->cfg->batch_size_per_replica);
+}
+
+static void free_state(fit_state *s)
+{
+    nn_model_free(&s->model);
+    nn_adam_free(&s->opt);
+    pipe_close(s->pipe);
+    tb_close(s->tb);
+    free(s->x);
+    free(s->y);
+    free(s->indices);
+    free(s->example_ids);
+}
+
+/* One optimizer step on the next batch; adds to the epoch's sums. */
+static void train_step(fit_state *s, double *loss_sum, int64_t *hits, int64_t *seen)
+{
+    size_t n = pipe_next(s->pipe, s->indices);
+    ds_fill_batch(s->data, s->indices, n, s->x, s->y);
+    for (size_t i = 0; i < n; i++)
+        s->example_ids[i] = i;
+    nn_model_set_dropout_key(&s->model, s->cfg->seed, (uint64_t)s->global_step, s->example_ids,
+                             (int)n);
+    nn_model_forward(&s->model, s->x, (int)n, true);
+    int correct = 0;
+    double loss = nn_model_backward(&s->model, s->x, s->y, (int)n, 1.0f / (float)n, &correct);
+    nn_adam_step(&s->opt, s->model.trainable, s->model.grads);
+    s->global_step++;
+    *loss_sum += loss;
+    *hits += correct;
+    *seen += (int64_t)n;
+    if (s->tb != NULL && s->cfg->log_steps > 0 && s->global_step % s->cfg->log_steps == 0)
+        tb_scalar(s->tb, "batch_loss", s->global_step, (float)(loss / (double)n));
+}
+
+static int run_epoch(fit_state *s, int epoch, fit_result *result)
+{
+    const float lr = fit_learning_rate(epoch);
+    FILE *out = s->cfg->progress;
+    progbar bar;
+    double loss_sum = 0.0;
+    int64_t hits = 0, seen = 0;
+
+    s->opt.learning_rate = lr;
+    if (out != NULL && s->cfg->epochs > 1)
+        fprintf(out, "Epoch %d/%d\n", epoch + 1, s->cfg->epochs);
+    if (out != NULL)
+        progbar_begin(&bar, out, s->steps_per_epoch);
+    for (int64_t step = 1; step <= s->steps_per_epoch; step++) {
+        train_step(s, &loss_sum, &hits, &seen);
+        if (out != NULL) {
+            progbar_metric metrics[] = {{"loss", loss_sum / (double)seen},
+                                        {"accuracy", (double)hits / (double)seen}};
+            progbar_update(&bar, step, metrics, 2, false);
+        }
+    }
+    const double loss = loss_sum / (double)seen, accuracy = (double)hits / (double)seen;
+    if (out != NULL) {
+        fprintf(out, "Learning rate for epoch %d is %.17g\n", epoch + 1, (double)lr);
+        progbar_metric metrics[] = {{"loss", loss}, {"accuracy", accuracy}, {"lr", lr}};
+        progbar_update(&bar, s->steps_per_epoch, metrics, 3, true);
+    }
+    if (s->tb != NULL) {
+        tb_scalar(s->tb, "epoch_loss", epoch, (float)loss);
+        tb_scalar(s->tb, "epoch_accuracy", epoch, (float)accuracy);
+        tb_scalar(s->tb, "epoch_learning_rate", epoch, lr);
+    }
+    if (s->cfg->checkpoint_dir != NULL && save_checkpoint(s, epoch + 1) != 0)
+        return dm_fail_context("epoch %d", epoch + 1);
+    result->final_loss = loss;
+    result->final_accuracy = accuracy;
+    result->epochs_run++;
+    return 0;
+}
+
+static int validate_config(const fit_config *cfg, const ds_split *train)
+{
+    if (cfg->epochs < 1)
+        return dm_fail("invalid --epochs %d: must be at least 1", cfg->epochs);
+    if (cfg->batch_size_per_replica < 1 || cfg->batch_size_per_replica > 65536)
+        return dm_fail("invalid --batch_size_per_replica %d: must be 1 to 65536",
+                       cfg->batch_size_per_replica);
+    if (cfg->steps_per_epoch < 0)
+        return dm_fail("invalid --steps_per_epoch %lld: must be 0 (a full pass) or more",
+                       (long long)cfg->steps_per_epoch);
+    if (train->count == 0)
+        return dm_fail("the training split is empty");
+    return 0;
+}
+
+static int open_outputs(fit_state *s)
+{
+    char path[4096];
+    if (s->cfg->log_dir == NULL)
+        return 0;
+    /* Keras's TensorBoard callback writes training scalars under train/. */
+    snprintf(path, sizeof path, "%s/train", s->cfg->log_dir);
+    s->tb = tb_open(path);
+    return s->tb != NULL ? 0 : -1;
+}
+
+int fit_run(const fit_config *cfg, const ds_split *train, fit_result *result)
+{
+    fit_state s;
+    int rc = -1;
+
+    memset(&s, 0, sizeof s);
+    memset(result, 0, sizeof *result);
+    s.cfg = cfg;
+    s.data = train;
+    if (validate_config(cfg, train) != 0)
+        return -1;
+    if (nn_model_create(&s.model, cfg->model_type, cfg->seed) != 0)
+        return -1;
+    if (nn_adam_init(&s.opt, s.model.num_trainable) != 0 || open_pipeline(&s) != 0 ||
+        allocate_batch(&s) != 0)
+        goto out;
+    int start = restore_checkpoint(&s);
+    if (start < 0)
+        goto out;
+    if (start > 0) {
+        DM_INFO("resuming from %s/ckpt_%d at epoch %d (global step %lld)", cfg->checkpoint_dir,
+                start, start + 1, (long long)s.global_step);
+        /* Replay the data order up to the checkpoint, so the run sees the
+         * same batches as an uninterrupted one. */
+        if (pipe_skip_batches(s.pipe, (uint64_t)s.global_step) != 0)
+            goto out;
+    }
+    result->start_epoch = start;
+    if (open_outputs(&s) != 0)
+        goto out;
+    for (int epoch = start; epoch < cfg->epochs; epoch++)
+        if (run_epoch(&s, epoch, result) != 0)
+            goto out;
+    if (start >= cfg->epochs)
+        DM_INFO("checkpoint ckpt_%d already covers all %d epochs; nothing to train", start,
+                cfg->epochs);
+    result->global_step = s.global_step;
+    if (cfg->saved_model_dir != NULL && saved_model_save(cfg->saved_model_dir, &s.model) != 0)
+        goto out;
+    rc = 0;
+out:
+    free_state(&s);
+    return rc;
+}
+
+int fit_evaluate_dir(const char *dir, const ds_split *split, int batch_size, FILE *progress,
+                     double *loss, double *accuracy)
+{
+    nn_model m;
+    if (saved_model_load(dir, &m) != 0)
+        return -1;
+    int rc = -1;
+    float *x = NULL;
+    int32_t *y = NULL;
+    uint32_t *indices = NULL;
+    if (nn_model_reserve(&m, batch_size) != 0)
+        goto out;
+    x = dm_malloc((size_t)batch_size * nn_shape_size(m.input) * sizeof(float));
+    y = dm_malloc((size_t)batch_size * sizeof(int32_t));
+    indices = dm_malloc((size_t)batch_size * sizeof(uint32_t));
+    if (x == NULL || y == NULL || indices == NULL)
+        goto out;
+    const int64_t steps = ((int64_t)split->count + batch_size - 1) / batch_size;
+    progbar bar;
+    if (progress != NULL)
+        progbar_begin(&bar, progress, steps);
+    double loss_sum = 0.0;
+    int64_t hits = 0, seen = 0;
+    for (int64_t step = 0; step < steps; step++) {
+        uint32_t first = (uint32_t)(step * batch_size);
+        int n = (int)(split->count - first < (uint32_t)batch_size ? split->count - first
+                                                                  : (uint32_t)batch_size);
+        for (int i = 0; i < n; i++)
+            indices[i] = first + (uint32_t)i;
+        ds_fill_batch(split, indices, (size_t)n, x, y);
+        nn_model_forward(&m, x, n, false);
+        int correct = 0;
+        loss_sum += nn_model_loss(&m, y, n, &correct);
+        hits += correct;
+        seen += n;
+        if (progress != NULL) {
+            progbar_metric metrics[] = {{"loss", loss_sum / (double)seen},
+                                        {"accuracy", (double)hits / (double)seen}};
+            progbar_update(&bar, step + 1, metrics, 2, step + 1 == steps);
+        }
+    }
+    *loss = loss_sum / (double)seen;
+    *accuracy = (double)hits / (double)seen;
+    rc = 0;
+out:
+    free(x);
+    free(y);
+    free(indices);
+    nn_model_free(&m);
+    return rc;
+}
