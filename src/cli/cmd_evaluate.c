@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 
 #include "base/error.h"
+#include "base/fsutil.h"
 #include "cli/flags.h"
 #include "data/dataset.h"
 #include "model/versions.h"
@@ -85,7 +86,11 @@ int cmd_evaluate(int argc, char **argv)
         char base[4096];
         int64_t version = 0;
         snprintf(base, sizeof base, "%s/saved_model_versions", data_root);
-        if (versions_latest_complete(base, &version) != 0) {
+        /* A missing versions folder means no model was trained yet, which
+         * the message below explains better than the failed listing. */
+        if (!fs_exists(base)) {
+            version = -1;
+        } else if (versions_latest_complete(base, &version) != 0) {
             flag_report_error(NULL);
             return 1;
         }

@@ -10,6 +10,72 @@
 #include <math.h>
 #include <string.h>
 
+/* Rows summed in float before being added to the double totals: short
+ * enough to keep float rounding small, long enough to vectorize. */
+#define BLOCK_ROWS 64
+
+/* Per-channel sums of A and A * B over N rows of C channels (B may be A);
+ * the channel loop is innermost and contiguous, so it vectorizes. */
+static void channel_sums(const float *restrict a, const float *restrict b, size_t n, int c,
+                         double *restrict sum_a, double *restrict sum_ab)
+{
+    float block_a[c], block_ab[c];
+    for (int ch = 0; ch < c; ch++)
+        sum_a[ch] = sum_ab[ch] = 0.0;
+    for (size_t start = 0; start < n; start += BLOCK_ROWS) {
+        size_t end = start + BLOCK_ROWS < n ? start + BLOCK_ROWS : n;
+        for (int ch = 0; ch < c; ch++)
+            block_a[ch] = block_ab[ch] = 0.0f;
+        for (size_t i = start; i < end; i++) {
+            const float *ar = a + i * c, *br = b + i * c;
+            for (int ch = 0; ch < c; ch++) {
+                block_a[ch] += ar[ch];
+                block_ab[ch] += ar[ch] * br[ch];
+            }
+        }
+        for (int ch = 0; ch < c; ch++) {
+            sum_a[ch] += block_a[ch];
+            sum_ab[ch] += block_ab[ch];
+        }
+    }
+}
+
+/* Per channel: xhat = (x - mean) * invstd and y = gamma * xhat + beta. */
+static void normalize_rows(const float *restrict x, float *restrict y, float *restrict xhat,
+                           size_t n, int c, const float *restrict mean,
+                           const float *restrict invstd, const float *restrict gamma,
+                           const float *restrict beta)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float *xr = x + i * c;
+        float *yr = y + i * c, *hr = xhat + i * c;
+        for (int ch = 0; ch < c; ch++) {
+            float h = (xr[ch] - mean[ch]) * invstd[ch];
+            hr[ch] = h;
+            yr[ch] = gamma[ch] * h + beta[ch];
+        }
+    }
+}
+
+/* Per channel: y = x * scale + shift. */
+static void scale_shift_rows(const float *restrict x, float *restrict y, size_t n, int c,
+                             const float *restrict scale, const float *restrict shift)
+{
+    for (size_t i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            y[i * c + ch] = x[i * c + ch] * scale[ch] + shift[ch];
+}
+
+static void input_gradient(const float *restrict dy, const float *restrict xhat,
+                           float *restrict dx, size_t n, int c, const float *restrict k,
+                           const float *restrict mean_dy, const float *restrict mean_dy_xhat)
+{
+    for (size_t i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            dx[i * c + ch] = k[ch] * (dy[i * c + ch] - mean_dy[ch] -
+                                      xhat[i * c + ch] * mean_dy_xhat[ch]);
+}
+
 void batch_norm_forward(nn_layer *l, const float *x, float *y, int batch, bool training)
 {
     const int c = l->out.c;
@@ -23,22 +89,12 @@ void batch_norm_forward(nn_layer *l, const float *x, float *y, int batch, bool t
             l->batch_invstd[ch] = scale; /* reused as the per-channel scale */
             l->batch_mean[ch] = beta[ch] - moving_mean[ch] * scale;
         }
-        for (size_t i = 0; i < n; i++)
-            for (int ch = 0; ch < c; ch++)
-                y[i * c + ch] = x[i * c + ch] * l->batch_invstd[ch] + l->batch_mean[ch];
+        scale_shift_rows(x, y, n, c, l->batch_invstd, l->batch_mean);
         return;
     }
 
     double sum[c], sum_sq[c];
-    memset(sum, 0, sizeof sum);
-    memset(sum_sq, 0, sizeof sum_sq);
-    for (size_t i = 0; i < n; i++) {
-        for (int ch = 0; ch < c; ch++) {
-            double v = x[i * c + ch];
-            sum[ch] += v;
-            sum_sq[ch] += v * v;
-        }
-    }
+    channel_sums(x, x, n, c, sum, sum_sq);
     for (int ch = 0; ch < c; ch++) {
         double mean = sum[ch] / (double)n;
         double var = sum_sq[ch] / (double)n - mean * mean;
@@ -52,13 +108,7 @@ void batch_norm_forward(nn_layer *l, const float *x, float *y, int batch, bool t
         moving_mean[ch] = moving_mean[ch] * l->momentum + (float)mean * (1.0f - l->momentum);
         moving_var[ch] = moving_var[ch] * l->momentum + (float)unbiased * (1.0f - l->momentum);
     }
-    for (size_t i = 0; i < n; i++) {
-        for (int ch = 0; ch < c; ch++) {
-            float xh = (x[i * c + ch] - l->batch_mean[ch]) * l->batch_invstd[ch];
-            l->xhat[i * c + ch] = xh;
-            y[i * c + ch] = gamma[ch] * xh + beta[ch];
-        }
-    }
+    normalize_rows(x, y, l->xhat, n, c, l->batch_mean, l->batch_invstd, gamma, beta);
 }
 
 void batch_norm_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
@@ -72,14 +122,7 @@ void batch_norm_backward(nn_layer *l, const float *x, const float *y, const floa
     float *dgamma = l->params[0].grad, *dbeta = l->params[1].grad;
 
     double sum_dy[c], sum_dy_xhat[c];
-    memset(sum_dy, 0, sizeof sum_dy);
-    memset(sum_dy_xhat, 0, sizeof sum_dy_xhat);
-    for (size_t i = 0; i < n; i++) {
-        for (int ch = 0; ch < c; ch++) {
-            sum_dy[ch] += dy[i * c + ch];
-            sum_dy_xhat[ch] += (double)dy[i * c + ch] * l->xhat[i * c + ch];
-        }
-    }
+    channel_sums(dy, l->xhat, n, c, sum_dy, sum_dy_xhat);
     for (int ch = 0; ch < c; ch++) {
         dbeta[ch] = (float)sum_dy[ch];
         dgamma[ch] = (float)sum_dy_xhat[ch];
@@ -93,8 +136,5 @@ void batch_norm_backward(nn_layer *l, const float *x, const float *y, const floa
         mean_dy[ch] = (float)(sum_dy[ch] / (double)n);
         mean_dy_xhat[ch] = (float)(sum_dy_xhat[ch] / (double)n);
     }
-    for (size_t i = 0; i < n; i++)
-        for (int ch = 0; ch < c; ch++)
-            dx[i * c + ch] = k[ch] * (dy[i * c + ch] - mean_dy[ch] -
-                                      l->xhat[i * c + ch] * mean_dy_xhat[ch]);
+    input_gradient(dy, l->xhat, dx, n, c, k, mean_dy, mean_dy_xhat);
 }

@@ -2,16 +2,20 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "base/fsutil.h"
 #include "base/log.h"
 #include "data/pipeline.h"
 #include "model/checkpoint.h"
 #include "model/saved_model.h"
+#include "model/versions.h"
 #include "nn/adam.h"
 #include "nn/model.h"
 #include "train/progbar.h"
 #include "train/tensorboard.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +163,64 @@ static int restore_checkpoint(fit_state *s)
     return rc;
 }
 
+/* Lists the epochs of the ckpt_<n> folders under DIR with n > AFTER into a
+ * malloc'd array. */
+static int list_checkpoints_after(const char *dir, int after, int **epochs, size_t *count)
+{
+    const size_t prefix_len = strlen("ckpt_");
+    size_t capacity = 0;
+    struct dirent *ent;
+
+    *epochs = NULL;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return dm_fail("cannot list checkpoints in %s: %s", dir, strerror(errno));
+    while ((ent = readdir(d)) != NULL) {
+        char path[4096];
+        int64_t epoch;
+        if (strncmp(ent->d_name, "ckpt_", prefix_len) != 0 ||
+            !versions_parse(ent->d_name + prefix_len, &epoch) || epoch <= after ||
+            epoch > INT32_MAX)
+            continue;
+        if (ckpt_path(path, sizeof path, dir, (int)epoch) != 0 || !fs_is_dir(path))
+            continue;
+        if (*count == capacity) {
+            capacity = capacity ? capacity * 2 : 16;
+            int *grown = realloc(*epochs, capacity * sizeof *grown);
+            if (grown == NULL) {
+                closedir(d);
+                return dm_fail("out of memory listing checkpoints in %s", dir);
+            }
+            *epochs = grown;
+        }
+        (*epochs)[(*count)++] = (int)epoch;
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Removes the checkpoints after epoch 1 that an earlier run left in the
+ * checkpoint folder. A --noresume run calls this once it has saved ckpt_1,
+ * because a later resume picks the highest epoch and would otherwise
+ * continue the earlier run instead of this one. */
+static int remove_earlier_run_checkpoints(const char *dir)
+{
+    int *epochs = NULL;
+    size_t count = 0;
+    int rc = list_checkpoints_after(dir, 1, &epochs, &count);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        char path[4096];
+        rc = ckpt_path(path, sizeof path, dir, epochs[i]);
+        if (rc != 0)
+            break;
+        DM_WARN("removing %s: it is from an earlier run, and --noresume started over", path);
+        rc = fs_remove_tree(path);
+    }
+    free(epochs);
+    return rc;
+}
+
 static int open_pipeline(fit_state *s)
 {
     pipe_config pc;
@@ -234,6 +296,7 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
         fprintf(out, "Epoch %d/%d\n", epoch + 1, s->cfg->epochs);
     if (out != NULL)
         progbar_begin(&bar, out, s->steps_per_epoch);
+    const double started = dm_monotonic_seconds();
     for (int64_t step = 1; step <= s->steps_per_epoch; step++) {
         train_step(s, &loss_sum, &hits, &seen);
         if (out != NULL) {
@@ -243,6 +306,11 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
         }
     }
     const double loss = loss_sum / (double)seen, accuracy = (double)hits / (double)seen;
+    const double elapsed = dm_monotonic_seconds() - started;
+    DM_INFO("epoch:%d steps:%lld seconds:%.3f ms_per_step:%.3f loss:%.5f accuracy:%.5f "
+            "lr:%g",
+            epoch + 1, (long long)s->steps_per_epoch, elapsed,
+            1e3 * elapsed / (double)s->steps_per_epoch, loss, accuracy, (double)lr);
     if (out != NULL) {
         fprintf(out, "Learning rate for epoch %d is %.17g\n", epoch + 1, (double)lr);
         progbar_metric metrics[] = {{"loss", loss}, {"accuracy", accuracy}, {"lr", lr}};
@@ -255,6 +323,9 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
     }
     if (s->cfg->checkpoint_dir != NULL && save_checkpoint(s, epoch + 1) != 0)
         return dm_fail_context("epoch %d", epoch + 1);
+    if (s->cfg->checkpoint_dir != NULL && !s->cfg->resume && epoch == 0 &&
+        remove_earlier_run_checkpoints(s->cfg->checkpoint_dir) != 0)
+        return dm_fail_context("epoch 1");
     result->final_loss = loss;
     result->final_accuracy = accuracy;
     result->epochs_run++;
