@@ -9,9 +9,12 @@
 #include "data/dataset.h"
 #include "model/versions.h"
 #include "nn/model.h"
+#include "train/comm.h"
 #include "train/fit.h"
 
 #include <cblas.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +42,8 @@ static void print_usage(FILE *out)
             "  --log_dir DIR                 TensorBoard event files [DATA_ROOT/logs/TYPE]\n"
             "  --log_steps N                 write batch_loss every N steps; 0 = never [%lld]\n"
             "  --resume, --noresume          continue from the newest checkpoint [resume]\n"
-            "  --blas_threads N              OpenBLAS threads; 0 = one per core [0]\n"
+            "  --blas_threads N              OpenBLAS threads per worker; 0 = the cores divided\n"
+            "                                by the workers on this machine [0]\n"
             "  --summary                     print the model summary and exit\n"
             "  -h, --help                    print this help\n",
             d.model_type, d.epochs, d.batch_size_per_replica, (unsigned long long)d.seed,
@@ -213,6 +217,45 @@ static int resolve_paths(train_options *o)
     return 0;
 }
 
+/* Without --blas_threads, the workers that mpirun started on this machine
+ * share its cores instead of each starting one thread per core. */
+static int default_blas_threads(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long workers = local != NULL ? strtol(local, NULL, 10) : 1;
+    if (cores < 1)
+        cores = 1;
+    if (workers < 1)
+        workers = 1;
+    return cores / workers > 0 ? (int)(cores / workers) : 1;
+}
+
+/* Run training as this worker of the job; returns the exit status. */
+static int train_worker(train_options *o, const train_comm *comm)
+{
+    ds_dataset data;
+    if (ds_load(o->data_root, &data) != 0) {
+        flag_report_error(NULL);
+        return 1;
+    }
+    fit_result result;
+    o->fit.progress = stdout;
+    o->fit.comm = comm;
+    if (resolve_paths(o) != 0 || fit_run(&o->fit, &data.train, &result) != 0) {
+        if (comm->size > 1)
+            fprintf(stderr, "distml: error: worker %d: %s\n", comm->rank, dm_error());
+        else
+            flag_report_error(NULL);
+        ds_free(&data);
+        return 1;
+    }
+    ds_free(&data);
+    if (comm->rank == 0)
+        printf("Saved model to %s\n", o->saved_model_dir);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv)
 {
     train_options o;
@@ -225,22 +268,18 @@ int cmd_train(int argc, char **argv)
         return status < 0 ? 0 : status;
     if (o.summary)
         return print_summary(o.fit.model_type);
-    if (o.blas_threads > 0)
-        openblas_set_num_threads((int)o.blas_threads);
+    openblas_set_num_threads(o.blas_threads > 0 ? (int)o.blas_threads : default_blas_threads());
 
-    ds_dataset data;
-    if (ds_load(o.data_root, &data) != 0) {
+    train_comm comm;
+    if (comm_init(&comm, NULL, NULL) != 0) {
         flag_report_error(NULL);
         return 1;
     }
-    fit_result result;
-    o.fit.progress = stdout;
-    if (resolve_paths(&o) != 0 || fit_run(&o.fit, &data.train, &result) != 0) {
-        flag_report_error(NULL);
-        ds_free(&data);
-        return 1;
-    }
-    ds_free(&data);
-    printf("Saved model to %s\n", o.saved_model_dir);
-    return 0;
+    status = train_worker(&o, &comm);
+    /* A worker that fails would leave the others waiting in a collective,
+     * so it ends the whole job. */
+    if (status != 0 && comm.size > 1)
+        comm_abort(&comm, status);
+    comm_finalize(&comm);
+    return status;
 }

@@ -54,6 +54,10 @@ typedef struct {
     uint64_t *example_ids;
     int64_t steps_per_epoch;
     int64_t global_step;
+    int rank, size;     /* this worker and the number of workers */
+    bool chief;         /* rank 0: the only writer */
+    bool full_pass;     /* an epoch is one pass over the data */
+    float *sync;        /* gradients + 3 metric sums, all-reduced in one call */
 } fit_state;
 
 /* Checkpoint tensors: every model variable under its own name, and Adam's
@@ -129,8 +133,8 @@ static double json_number(const cJSON *root, const char *key)
 }
 
 /* Load the newest complete checkpoint; returns the number of epochs it
- * completed (0 when there is none) or -1. */
-static int restore_checkpoint(fit_state *s)
+ * completed (0 when there is none) or -1. Only the chief reads it. */
+static int read_checkpoint(fit_state *s)
 {
     int epoch = 0;
     if (!s->cfg->resume || s->cfg->checkpoint_dir == NULL)
@@ -221,6 +225,39 @@ static int remove_earlier_run_checkpoints(const char *dir)
     return rc;
 }
 
+/* The chief restores the checkpoint and sends the variables, Adam's
+ * slots and the counters to the other workers, which start from the same
+ * state whether or not they can read the checkpoint directory. Returns the
+ * epochs already completed, or -1. */
+static int restore_checkpoint(fit_state *s)
+{
+    const train_comm *comm = s->cfg->comm;
+    int64_t header[3] = {0, 0, 0}; /* epochs done (or -1), global step, iterations */
+
+    if (s->chief) {
+        int epoch = read_checkpoint(s);
+        header[0] = epoch;
+        header[1] = s->global_step;
+        header[2] = s->opt.iterations;
+    }
+    if (comm == NULL || comm->size == 1)
+        return (int)header[0];
+    /* On failure the chief still sends -1, so no worker waits alone. */
+    if (comm_broadcast(comm, header, sizeof header, 0) != 0)
+        return -1;
+    if (header[0] < 0)
+        return s->chief ? -1 : dm_fail("the chief could not restore its checkpoint");
+    s->global_step = header[1];
+    s->opt.iterations = header[2];
+    nn_model *m = &s->model;
+    if (comm_broadcast(comm, m->trainable, m->num_trainable * sizeof(float), 0) != 0 ||
+        comm_broadcast(comm, m->non_trainable, m->num_non_trainable * sizeof(float), 0) != 0 ||
+        comm_broadcast(comm, s->opt.m, m->num_trainable * sizeof(float), 0) != 0 ||
+        comm_broadcast(comm, s->opt.v, m->num_trainable * sizeof(float), 0) != 0)
+        return -1;
+    return (int)header[0];
+}
+
 static int open_pipeline(fit_state *s)
 {
     pipe_config pc;
@@ -230,12 +267,46 @@ static int open_pipeline(fit_state *s)
     pc.seed = s->cfg->seed;
     pc.batch_size = (uint32_t)s->cfg->batch_size_per_replica;
     pc.repeat_count = -1;
+    /* The same seed on every worker gives one shuffled order, which the
+     * element shard splits into disjoint parts. */
+    pc.num_shards = (uint32_t)s->size;
+    pc.shard_index = (uint32_t)s->rank;
     s->pipe = pipe_open(&pc);
     if (s->pipe == NULL)
         return -1;
-    s->steps_per_epoch = s->cfg->steps_per_epoch > 0 ? s->cfg->steps_per_epoch
-                                                     : (int64_t)pipe_batches_per_epoch(s->pipe);
+    s->full_pass = s->cfg->steps_per_epoch == 0;
+    if (!s->full_pass) {
+        s->steps_per_epoch = s->cfg->steps_per_epoch;
+    } else if (s->size == 1) {
+        s->steps_per_epoch = (int64_t)pipe_batches_per_epoch(s->pipe);
+    } else {
+        /* Every worker runs the same number of steps, so none waits alone
+         * in an all-reduce: floor(examples / global batch), dropping the
+         * remainder of each epoch. */
+        const uint64_t global_batch = (uint64_t)s->cfg->batch_size_per_replica * s->size;
+        s->steps_per_epoch = (int64_t)(s->data->count / global_batch);
+        if (s->steps_per_epoch == 0)
+            return dm_fail("%u training examples are fewer than one global batch of %llu "
+                           "(%d workers x %d)",
+                           s->data->count, (unsigned long long)global_batch, s->size,
+                           s->cfg->batch_size_per_replica);
+        uint64_t dropped = s->data->count - (uint64_t)s->steps_per_epoch * global_batch;
+        if (s->chief && dropped > 0)
+            DM_INFO("%d workers x batch %d: %lld steps per epoch, the last %llu examples of "
+                    "each epoch are dropped",
+                    s->size, s->cfg->batch_size_per_replica, (long long)s->steps_per_epoch,
+                    (unsigned long long)dropped);
+    }
     return 0;
+}
+
+/* Pipeline batches this worker consumed in EPOCHS full training epochs;
+ * in full-pass mode each epoch also skips its shard's leftover batches. */
+static uint64_t batches_consumed(const fit_state *s, int64_t epochs, int64_t global_step)
+{
+    if (!s->full_pass)
+        return (uint64_t)global_step;
+    return (uint64_t)epochs * pipe_batches_per_epoch(s->pipe);
 }
 
 static int allocate_batch(fit_state *s)
@@ -245,7 +316,9 @@ static int allocate_batch(fit_state *s)
     s->y = dm_malloc(b * sizeof(int32_t));
     s->indices = dm_malloc(b * sizeof(uint32_t));
     s->example_ids = dm_malloc(b * sizeof(uint64_t));
-    if (s->x == NULL || s->y == NULL || s->indices == NULL || s->example_ids == NULL)
+    s->sync = dm_malloc((s->model.num_trainable + 3) * sizeof(float));
+    if (s->x == NULL || s->y == NULL || s->indices == NULL || s->example_ids == NULL ||
+        s->sync == NULL)
         return -1;
     return nn_model_reserve(&s->model, s->cfg->batch_size_per_replica);
 }
@@ -260,33 +333,55 @@ static void free_state(fit_state *s)
     free(s->y);
     free(s->indices);
     free(s->example_ids);
+    free(s->sync);
 }
 
-/* One optimizer step on the next batch; adds to the epoch's sums. */
-static void train_step(fit_state *s, double *loss_sum, int64_t *hits, int64_t *seen)
+/* One synchronous optimizer step on the next batch of every worker; adds
+ * the whole job's loss, hits and examples to the epoch's sums. */
+static int train_step(fit_state *s, double *loss_sum, int64_t *hits, int64_t *seen)
 {
-    size_t n = pipe_next(s->pipe, s->indices);
+    const size_t n = pipe_next(s->pipe, s->indices);
     ds_fill_batch(s->data, s->indices, n, s->x, s->y);
+    /* Example i of worker r is element i * size + r of the global batch,
+     * so its dropout mask does not depend on how the batch is split. */
     for (size_t i = 0; i < n; i++)
-        s->example_ids[i] = i;
+        s->example_ids[i] = i * (uint64_t)s->size + (uint64_t)s->rank;
     nn_model_set_dropout_key(&s->model, s->cfg->seed, (uint64_t)s->global_step, s->example_ids,
                              (int)n);
     nn_model_forward(&s->model, s->x, (int)n, true);
     int correct = 0;
-    double loss = nn_model_backward(&s->model, s->x, s->y, (int)n, 1.0f / (float)n, &correct);
-    nn_adam_step(&s->opt, s->model.trainable, s->model.grads);
+    /* Gradients of the loss summed over the global batch, divided by its
+     * size; the all-reduce below adds the workers' parts. */
+    const float scale = 1.0f / (float)(n * (size_t)s->size);
+    double loss = nn_model_backward(&s->model, s->x, s->y, (int)n, scale, &correct);
+    const size_t p = s->model.num_trainable;
+    float *grads = s->model.grads;
+    if (s->size > 1) {
+        memcpy(s->sync, s->model.grads, p * sizeof(float));
+        s->sync[p] = (float)loss;
+        s->sync[p + 1] = (float)correct;
+        s->sync[p + 2] = (float)n;
+        if (comm_allreduce_sum(s->cfg->comm, s->sync, p + 3) != 0)
+            return dm_fail_context("step %lld", (long long)s->global_step + 1);
+        grads = s->sync;
+        loss = s->sync[p];
+        correct = (int)s->sync[p + 1];
+    }
+    nn_adam_step(&s->opt, s->model.trainable, grads);
     s->global_step++;
+    const int64_t examples = (int64_t)n * s->size;
     *loss_sum += loss;
     *hits += correct;
-    *seen += (int64_t)n;
+    *seen += examples;
     if (s->tb != NULL && s->cfg->log_steps > 0 && s->global_step % s->cfg->log_steps == 0)
-        tb_scalar(s->tb, "batch_loss", s->global_step, (float)(loss / (double)n));
+        tb_scalar(s->tb, "batch_loss", s->global_step, (float)(loss / (double)examples));
+    return 0;
 }
 
 static int run_epoch(fit_state *s, int epoch, fit_result *result)
 {
     const float lr = fit_learning_rate(epoch);
-    FILE *out = s->cfg->progress;
+    FILE *out = s->chief ? s->cfg->progress : NULL;
     progbar bar;
     double loss_sum = 0.0;
     int64_t hits = 0, seen = 0;
@@ -298,7 +393,8 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
         progbar_begin(&bar, out, s->steps_per_epoch);
     const double started = dm_monotonic_seconds();
     for (int64_t step = 1; step <= s->steps_per_epoch; step++) {
-        train_step(s, &loss_sum, &hits, &seen);
+        if (train_step(s, &loss_sum, &hits, &seen) != 0)
+            return -1;
         if (out != NULL) {
             progbar_metric metrics[] = {{"loss", loss_sum / (double)seen},
                                         {"accuracy", (double)hits / (double)seen}};
@@ -307,7 +403,16 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
     }
     const double loss = loss_sum / (double)seen, accuracy = (double)hits / (double)seen;
     const double elapsed = dm_monotonic_seconds() - started;
-    DM_INFO("epoch:%d steps:%lld seconds:%.3f ms_per_step:%.3f loss:%.5f accuracy:%.5f "
+    /* Skip what is left of this shard's pass, so the next epoch starts on
+     * a fresh shuffle on every worker. */
+    if (s->full_pass) {
+        uint64_t used = (uint64_t)s->steps_per_epoch;
+        uint64_t per_epoch = pipe_batches_per_epoch(s->pipe);
+        if (per_epoch > used && pipe_skip_batches(s->pipe, per_epoch - used) != 0)
+            return -1;
+    }
+    if (s->chief)
+        DM_INFO("epoch:%d steps:%lld seconds:%.3f ms_per_step:%.3f loss:%.5f accuracy:%.5f "
             "lr:%g",
             epoch + 1, (long long)s->steps_per_epoch, elapsed,
             1e3 * elapsed / (double)s->steps_per_epoch, loss, accuracy, (double)lr);
@@ -321,7 +426,7 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
         tb_scalar(s->tb, "epoch_accuracy", epoch, (float)accuracy);
         tb_scalar(s->tb, "epoch_learning_rate", epoch, lr);
     }
-    if (s->cfg->checkpoint_dir != NULL && save_checkpoint(s, epoch + 1) != 0)
+    if (s->chief && s->cfg->checkpoint_dir != NULL && save_checkpoint(s, epoch + 1) != 0)
         return dm_fail_context("epoch %d", epoch + 1);
     if (s->cfg->checkpoint_dir != NULL && !s->cfg->resume && epoch == 0 &&
         remove_earlier_run_checkpoints(s->cfg->checkpoint_dir) != 0)
@@ -350,7 +455,7 @@ static int validate_config(const fit_config *cfg, const ds_split *train)
 static int open_outputs(fit_state *s)
 {
     char path[4096];
-    if (s->cfg->log_dir == NULL)
+    if (!s->chief || s->cfg->log_dir == NULL)
         return 0;
     /* Keras's TensorBoard callback writes training scalars under train/. */
     snprintf(path, sizeof path, "%s/train", s->cfg->log_dir);
@@ -367,6 +472,9 @@ int fit_run(const fit_config *cfg, const ds_split *train, fit_result *result)
     memset(result, 0, sizeof *result);
     s.cfg = cfg;
     s.data = train;
+    s.rank = cfg->comm != NULL ? cfg->comm->rank : 0;
+    s.size = cfg->comm != NULL ? cfg->comm->size : 1;
+    s.chief = s.rank == 0;
     if (validate_config(cfg, train) != 0)
         return -1;
     if (nn_model_create(&s.model, cfg->model_type, cfg->seed) != 0)
@@ -374,15 +482,20 @@ int fit_run(const fit_config *cfg, const ds_split *train, fit_result *result)
     if (nn_adam_init(&s.opt, s.model.num_trainable) != 0 || open_pipeline(&s) != 0 ||
         allocate_batch(&s) != 0)
         goto out;
+    /* Start every worker from the chief's initial weights. */
+    if (cfg->comm != NULL &&
+        comm_broadcast(cfg->comm, s.model.trainable, s.model.num_trainable * sizeof(float), 0) != 0)
+        goto out;
     int start = restore_checkpoint(&s);
     if (start < 0)
         goto out;
-    if (start > 0) {
+    if (start > 0 && s.chief)
         DM_INFO("resuming from %s/ckpt_%d at epoch %d (global step %lld)", cfg->checkpoint_dir,
                 start, start + 1, (long long)s.global_step);
+    if (start > 0) {
         /* Replay the data order up to the checkpoint, so the run sees the
          * same batches as an uninterrupted one. */
-        if (pipe_skip_batches(s.pipe, (uint64_t)s.global_step) != 0)
+        if (pipe_skip_batches(s.pipe, batches_consumed(&s, start, s.global_step)) != 0)
             goto out;
     }
     result->start_epoch = start;
@@ -391,11 +504,12 @@ int fit_run(const fit_config *cfg, const ds_split *train, fit_result *result)
     for (int epoch = start; epoch < cfg->epochs; epoch++)
         if (run_epoch(&s, epoch, result) != 0)
             goto out;
-    if (start >= cfg->epochs)
+    if (start >= cfg->epochs && s.chief)
         DM_INFO("checkpoint ckpt_%d already covers all %d epochs; nothing to train", start,
                 cfg->epochs);
     result->global_step = s.global_step;
-    if (cfg->saved_model_dir != NULL && saved_model_save(cfg->saved_model_dir, &s.model) != 0)
+    if (s.chief && cfg->saved_model_dir != NULL &&
+        saved_model_save(cfg->saved_model_dir, &s.model) != 0)
         goto out;
     rc = 0;
 out:

@@ -1,5 +1,6 @@
 /*
- * The training loop, as Keras's model.fit runs the reference design:
+ * The training loop, as Keras's model.fit runs the reference design, on one
+ * process or as N synchronous data-parallel workers:
  * Adam, sparse categorical cross-entropy, the learning-rate schedule
  * (1e-3 for epochs 0-2, 1e-4 for 3-6, 1e-5 after), a progress bar, a
  * checkpoint after every epoch, TensorBoard scalars and, at the end, the
@@ -9,6 +10,7 @@
 #define DISTML_TRAIN_FIT_H
 
 #include "data/dataset.h"
+#include "train/comm.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,6 +29,10 @@ typedef struct {
     int64_t log_steps;           /* batch_loss every N steps; 0 = never */
     bool resume;                 /* continue from the newest checkpoint */
     FILE *progress;              /* progress output, NULL for none */
+    /* The job's workers; NULL for one process. Every worker trains on its
+     * own shard and all-reduces gradients; only the chief (rank 0) prints
+     * progress and writes checkpoints, TensorBoard events and the model. */
+    const train_comm *comm;
 } fit_config;
 
 typedef struct {
