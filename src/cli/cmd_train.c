@@ -42,8 +42,9 @@ static void print_usage(FILE *out)
             "  --log_dir DIR                 TensorBoard event files [DATA_ROOT/logs/TYPE]\n"
             "  --log_steps N                 write batch_loss every N steps; 0 = never [%lld]\n"
             "  --resume, --noresume          continue from the newest checkpoint [resume]\n"
-            "  --blas_threads N              OpenBLAS threads per worker; 0 = the cores divided\n"
-            "                                by the workers on this machine [0]\n"
+            "  --blas_threads N              OpenBLAS threads per worker; 0 = $OPENBLAS_NUM_THREADS\n"
+            "                                or the cores divided by the workers on this\n"
+            "                                machine [0]\n"
             "  --summary                     print the model summary and exit\n"
             "  -h, --help                    print this help\n",
             d.model_type, d.epochs, d.batch_size_per_replica, (unsigned long long)d.seed,
@@ -217,10 +218,14 @@ static int resolve_paths(train_options *o)
     return 0;
 }
 
-/* Without --blas_threads, the workers that mpirun started on this machine
- * share its cores instead of each starting one thread per core. */
+/* Without --blas_threads, OPENBLAS_NUM_THREADS decides when it is set;
+ * otherwise the workers that mpirun started on this machine share its
+ * cores instead of each starting one thread per core. */
 static int default_blas_threads(void)
 {
+    const char *env = getenv("OPENBLAS_NUM_THREADS");
+    if (env != NULL && atoi(env) > 0)
+        return atoi(env);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     long workers = local != NULL ? strtol(local, NULL, 10) : 1;
