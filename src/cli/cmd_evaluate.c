@@ -9,9 +9,9 @@
 #include "cli/flags.h"
 #include "data/dataset.h"
 #include "model/versions.h"
+#include "nn/parallel.h"
 #include "train/fit.h"
 
-#include <cblas.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,7 +28,7 @@ static void print_usage(FILE *out)
             "                          [the newest complete one in DATA_ROOT/saved_model_versions]\n"
             "  --data_root DIR         prepared data, or $DISTML_DATA_ROOT [%s]\n"
             "  --batch_size N          examples per forward pass [64]\n"
-            "  --blas_threads N        OpenBLAS threads; 0 = one per core [0]\n"
+            "  --blas_threads N        compute threads; 0 = $OPENBLAS_NUM_THREADS or one per core [0]\n"
             "  -h, --help              print this help\n",
             ds_default_data_root());
 }
@@ -80,8 +80,7 @@ int cmd_evaluate(int argc, char **argv)
         fprintf(stderr, "distml: error: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (threads > 0)
-        openblas_set_num_threads((int)threads);
+    nn_set_threads(threads > 0 ? (int)threads : flag_default_threads());
     if (model_dir[0] == '\0') {
         char base[4096];
         int64_t version = 0;

@@ -9,12 +9,11 @@
 #include "data/dataset.h"
 #include "model/versions.h"
 #include "nn/model.h"
+#include "nn/parallel.h"
 #include "train/comm.h"
 #include "train/fit.h"
 
-#include <cblas.h>
 #include <stdlib.h>
-#include <unistd.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,7 +41,7 @@ static void print_usage(FILE *out)
             "  --log_dir DIR                 TensorBoard event files [DATA_ROOT/logs/TYPE]\n"
             "  --log_steps N                 write batch_loss every N steps; 0 = never [%lld]\n"
             "  --resume, --noresume          continue from the newest checkpoint [resume]\n"
-            "  --blas_threads N              OpenBLAS threads per worker; 0 = $OPENBLAS_NUM_THREADS\n"
+            "  --blas_threads N              compute threads per worker; 0 = $OPENBLAS_NUM_THREADS\n"
             "                                or the cores divided by the workers on this\n"
             "                                machine [0]\n"
             "  --summary                     print the model summary and exit\n"
@@ -218,24 +217,6 @@ static int resolve_paths(train_options *o)
     return 0;
 }
 
-/* Without --blas_threads, OPENBLAS_NUM_THREADS decides when it is set;
- * otherwise the workers that mpirun started on this machine share its
- * cores instead of each starting one thread per core. */
-static int default_blas_threads(void)
-{
-    const char *env = getenv("OPENBLAS_NUM_THREADS");
-    if (env != NULL && atoi(env) > 0)
-        return atoi(env);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    long workers = local != NULL ? strtol(local, NULL, 10) : 1;
-    if (cores < 1)
-        cores = 1;
-    if (workers < 1)
-        workers = 1;
-    return cores / workers > 0 ? (int)(cores / workers) : 1;
-}
-
 /* Run training as this worker of the job; returns the exit status. */
 static int train_worker(train_options *o, const train_comm *comm)
 {
@@ -273,7 +254,7 @@ int cmd_train(int argc, char **argv)
         return status < 0 ? 0 : status;
     if (o.summary)
         return print_summary(o.fit.model_type);
-    openblas_set_num_threads(o.blas_threads > 0 ? (int)o.blas_threads : default_blas_threads());
+    nn_set_threads(o.blas_threads > 0 ? (int)o.blas_threads : flag_default_threads());
 
     train_comm comm;
     if (comm_init(&comm, NULL, NULL) != 0) {

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 bool flag_parse_int(const char *name, const char *text, int64_t min, int64_t max, int64_t *out)
 {
@@ -33,4 +34,19 @@ void flag_report_getopt(int opt, char **argv)
         fprintf(stderr, "distml: error: option %s needs a value\n", arg);
     else
         fprintf(stderr, "distml: error: unknown option %s\n", arg);
+}
+
+int flag_default_threads(void)
+{
+    const char *env = getenv("OPENBLAS_NUM_THREADS");
+    if (env != NULL && atoi(env) > 0)
+        return atoi(env);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long workers = local != NULL ? strtol(local, NULL, 10) : 1;
+    if (cores < 1)
+        cores = 1;
+    if (workers < 1)
+        workers = 1;
+    return cores / workers > 0 ? (int)(cores / workers) : 1;
 }

@@ -16,4 +16,10 @@ void flag_report_error(const char *message);
  * result OPT ('?' or ':') and the option at ARGV[optind - 1]. */
 void flag_report_getopt(int opt, char **argv);
 
+/* Compute threads when --blas_threads is not given: OPENBLAS_NUM_THREADS
+ * when it is set, otherwise this machine's cores divided by the MPI
+ * workers that mpirun started on it (1 without mpirun), so N workers on
+ * C cores do not oversubscribe them. */
+int flag_default_threads(void);
+
 #endif

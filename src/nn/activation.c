@@ -4,6 +4,7 @@
  */
 #include "nn/fast_exp.h"
 #include "nn/layer.h"
+#include "nn/parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -61,7 +62,7 @@ static void softmax_rows(const float *z, float *y, size_t n, int row)
     }
 }
 
-void activation_apply(nn_activation act, const float *z, float *y, size_t n, int row)
+static void apply_serial(nn_activation act, const float *z, float *y, size_t n, int row)
 {
     switch (act) {
     case NN_LINEAR:
@@ -80,8 +81,8 @@ void activation_apply(nn_activation act, const float *z, float *y, size_t n, int
     }
 }
 
-void activation_gradient(nn_activation act, const float *y, const float *dy, float *dz, size_t n,
-                         int row)
+static void gradient_serial(nn_activation act, const float *y, const float *dy, float *dz,
+                            size_t n, int row)
 {
     switch (act) {
     case NN_LINEAR:
@@ -106,6 +107,34 @@ void activation_gradient(nn_activation act, const float *y, const float *dy, flo
                 dz[r * row + i] = yr[i] * (dyr[i] - dot);
         }
         break;
+    }
+}
+
+/* Split N values (whole rows of ROW) into one part per thread; inside a
+ * layer's own parallel part this runs serially, as OpenMP does not nest. */
+void activation_apply(nn_activation act, const float *z, float *y, size_t n, int row)
+{
+    const long rows = (long)(n / (size_t)row);
+    const int parts = rows >= 64 ? nn_parts((int)(rows < 1 << 20 ? rows : 1 << 20)) : 1;
+#pragma omp parallel for schedule(static) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        long r0, r1;
+        nn_split(rows, parts, t, &r0, &r1);
+        apply_serial(act, z + r0 * row, y + r0 * row, (size_t)(r1 - r0) * row, row);
+    }
+}
+
+void activation_gradient(nn_activation act, const float *y, const float *dy, float *dz, size_t n,
+                         int row)
+{
+    const long rows = (long)(n / (size_t)row);
+    const int parts = rows >= 64 ? nn_parts((int)(rows < 1 << 20 ? rows : 1 << 20)) : 1;
+#pragma omp parallel for schedule(static) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        long r0, r1;
+        nn_split(rows, parts, t, &r0, &r1);
+        gradient_serial(act, y + r0 * row, dy + r0 * row, dz + r0 * row, (size_t)(r1 - r0) * row,
+                        row);
     }
 }
 

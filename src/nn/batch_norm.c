@@ -6,6 +6,7 @@
  * moving_variance (non-trainable), in Keras's order.
  */
 #include "nn/layer.h"
+#include "nn/parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -40,12 +41,34 @@ static void channel_sums(const float *restrict a, const float *restrict b, size_
     }
 }
 
+/* channel_sums over one part of the rows per thread, then added up. */
+static void channel_sums_parallel(const float *a, const float *b, size_t n, int c, double *sum_a,
+                                  double *sum_ab)
+{
+    const int parts = n >= 1024 ? nn_threads() : 1;
+    double part_a[parts][c], part_ab[parts][c];
+#pragma omp parallel for schedule(static) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        long r0, r1;
+        nn_split((long)n, parts, t, &r0, &r1);
+        channel_sums(a + r0 * c, b + r0 * c, (size_t)(r1 - r0), c, part_a[t], part_ab[t]);
+    }
+    for (int ch = 0; ch < c; ch++) {
+        sum_a[ch] = sum_ab[ch] = 0.0;
+        for (int t = 0; t < parts; t++) {
+            sum_a[ch] += part_a[t][ch];
+            sum_ab[ch] += part_ab[t][ch];
+        }
+    }
+}
+
 /* Per channel: xhat = (x - mean) * invstd and y = gamma * xhat + beta. */
 static void normalize_rows(const float *restrict x, float *restrict y, float *restrict xhat,
                            size_t n, int c, const float *restrict mean,
                            const float *restrict invstd, const float *restrict gamma,
                            const float *restrict beta)
 {
+#pragma omp parallel for schedule(static) if (n >= 1024 && nn_threads() > 1)
     for (size_t i = 0; i < n; i++) {
         const float *xr = x + i * c;
         float *yr = y + i * c, *hr = xhat + i * c;
@@ -61,6 +84,7 @@ static void normalize_rows(const float *restrict x, float *restrict y, float *re
 static void scale_shift_rows(const float *restrict x, float *restrict y, size_t n, int c,
                              const float *restrict scale, const float *restrict shift)
 {
+#pragma omp parallel for schedule(static) if (n >= 1024 && nn_threads() > 1)
     for (size_t i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             y[i * c + ch] = x[i * c + ch] * scale[ch] + shift[ch];
@@ -70,6 +94,7 @@ static void input_gradient(const float *restrict dy, const float *restrict xhat,
                            float *restrict dx, size_t n, int c, const float *restrict k,
                            const float *restrict mean_dy, const float *restrict mean_dy_xhat)
 {
+#pragma omp parallel for schedule(static) if (n >= 1024 && nn_threads() > 1)
     for (size_t i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             dx[i * c + ch] = k[ch] * (dy[i * c + ch] - mean_dy[ch] -
@@ -94,7 +119,7 @@ void batch_norm_forward(nn_layer *l, const float *x, float *y, int batch, bool t
     }
 
     double sum[c], sum_sq[c];
-    channel_sums(x, x, n, c, sum, sum_sq);
+    channel_sums_parallel(x, x, n, c, sum, sum_sq);
     for (int ch = 0; ch < c; ch++) {
         double mean = sum[ch] / (double)n;
         double var = sum_sq[ch] / (double)n - mean * mean;
@@ -122,7 +147,7 @@ void batch_norm_backward(nn_layer *l, const float *x, const float *y, const floa
     float *dgamma = l->params[0].grad, *dbeta = l->params[1].grad;
 
     double sum_dy[c], sum_dy_xhat[c];
-    channel_sums(dy, l->xhat, n, c, sum_dy, sum_dy_xhat);
+    channel_sums_parallel(dy, l->xhat, n, c, sum_dy, sum_dy_xhat);
     for (int ch = 0; ch < c; ch++) {
         dbeta[ch] = (float)sum_dy[ch];
         dgamma[ch] = (float)sum_dy_xhat[ch];

@@ -9,8 +9,10 @@
  */
 #include "nn/layer.h"
 #include "nn/linear.h"
+#include "nn/parallel.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* With NHWC and stride 1, the kw*cin inputs under one kernel row are
@@ -61,14 +63,36 @@ void conv2d_forward(nn_layer *l, const float *x, float *y, int batch, bool train
     (void)training;
     const int k = l->kernel, cin = l->in.c, n = l->out.c;
     const int width = k * k * cin + 1;
-    const size_t m = (size_t)batch * l->out.h * l->out.w;
+    const size_t pixels = (size_t)l->out.h * l->out.w, in_size = nn_shape_size(l->in);
+    const int parts = nn_parts(batch);
 
-    im2col(x, l->col, batch, l->in.h, l->in.w, cin, k, l->out.h, l->out.w);
-    /* params[0] (kernel) is followed by params[1] (bias) in memory. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, n, width, 1.0f, l->col, width,
-                l->params[0].value, n, 0.0f, y, n);
-    if (!l->relu_to_next)
-        activation_apply(l->activation, y, y, m * n, n);
+#pragma omp parallel for schedule(static) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        long b0, b1;
+        nn_split(batch, parts, t, &b0, &b1);
+        const size_t row0 = (size_t)b0 * pixels, rows = (size_t)(b1 - b0) * pixels;
+        float *col = l->col + row0 * width, *out = y + row0 * n;
+        im2col(x + (size_t)b0 * in_size, col, (int)(b1 - b0), l->in.h, l->in.w, cin, k,
+               l->out.h, l->out.w);
+        /* params[0] (kernel) is followed by params[1] (bias) in memory. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, width, 1.0f, col,
+                    width, l->params[0].value, n, 0.0f, out, n);
+        if (!l->relu_to_next)
+            activation_apply(l->activation, out, out, rows * n, n);
+    }
+}
+
+/* Room for one partial kernel gradient per part after the first. */
+static int reserve_partials(nn_layer *l, int parts, size_t size)
+{
+    if (l->partial_parts >= parts)
+        return 0;
+    float *grown = realloc(l->partial, (size_t)(parts - 1) * size * sizeof(float));
+    if (grown == NULL)
+        return -1;
+    l->partial = grown;
+    l->partial_parts = parts;
+    return 0;
 }
 
 void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
@@ -77,20 +101,41 @@ void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *d
     (void)x;
     const int k = l->kernel, cin = l->in.c, n = l->out.c;
     const int width = k * k * cin + 1;
-    const size_t m = (size_t)batch * l->out.h * l->out.w;
-    const float *dz = dy;
+    const size_t pixels = (size_t)l->out.h * l->out.w, in_size = nn_shape_size(l->in);
+    const size_t grad_size = (size_t)width * n;
+    int parts = nn_parts(batch);
+    if (parts > 1 && reserve_partials(l, parts, grad_size) != 0)
+        parts = 1; /* out of memory for the partial sums: run serially */
 
-    if (!l->relu_to_next) {
-        activation_gradient(l->activation, y, dy, l->dz, m * n, n);
-        dz = l->dz;
+#pragma omp parallel for schedule(static) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        long b0, b1;
+        nn_split(batch, parts, t, &b0, &b1);
+        const size_t row0 = (size_t)b0 * pixels, rows = (size_t)(b1 - b0) * pixels;
+        float *col = l->col + row0 * width;
+        const float *dz = dy + row0 * n;
+        if (!l->relu_to_next) {
+            activation_gradient(l->activation, y + row0 * n, dz, l->dz + row0 * n, rows * n, n);
+            dz = l->dz + row0 * n;
+        }
+        /* d[kernel; bias] = col^T dz, written to the adjacent gradients;
+         * parts after the first write partial sums, added below. */
+        float *grad = t == 0 ? l->params[0].grad : l->partial + (size_t)(t - 1) * grad_size;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, width, n, (int)rows, 1.0f, col,
+                    width, dz, n, 0.0f, grad, n);
+        if (dx != NULL) {
+            /* This part's im2col rows are no longer needed, so they
+             * receive dz W^T. */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, width - 1, n, 1.0f,
+                        dz, n, l->params[0].value, n, 0.0f, col, width);
+            col2im(col, dx + (size_t)b0 * in_size, (int)(b1 - b0), l->in.h, l->in.w, cin, k,
+                   l->out.h, l->out.w);
+        }
     }
-    /* d[kernel; bias] = col^T dz, written to the adjacent gradients. */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, width, n, (int)m, 1.0f, l->col, width,
-                dz, n, 0.0f, l->params[0].grad, n);
-    if (dx == NULL)
-        return;
-    /* The im2col matrix is no longer needed, so it receives dz W^T. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, width - 1, n, 1.0f, dz, n,
-                l->params[0].value, n, 0.0f, l->col, width);
-    col2im(l->col, dx, batch, l->in.h, l->in.w, cin, k, l->out.h, l->out.w);
+    float *grad = l->params[0].grad;
+    for (int t = 1; t < parts; t++) {
+        const float *partial = l->partial + (size_t)(t - 1) * grad_size;
+        for (size_t i = 0; i < grad_size; i++)
+            grad[i] += partial[i];
+    }
 }

@@ -6,6 +6,7 @@
  * depend on how a global batch is split across workers.
  */
 #include "nn/layer.h"
+#include "nn/parallel.h"
 
 #include <string.h>
 
@@ -29,6 +30,7 @@ void dropout_forward(nn_layer *l, const float *x, float *y, int batch, bool trai
     }
     const float scale = 1.0f / (1.0f - l->rate);
     const uint64_t step_key = mix64(l->dropout_seed ^ mix64(l->dropout_step + 0x9e3779b97f4a7c15ULL));
+#pragma omp parallel for schedule(static) if (nn_parts(batch) > 1)
     for (int b = 0; b < batch; b++) {
         uint64_t id = l->example_ids != NULL ? l->example_ids[b] : (uint64_t)b;
         uint64_t key = mix64(step_key ^ (id * 0xd6e8feb86659fd93ULL + 1));

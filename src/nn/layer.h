@@ -89,6 +89,9 @@ typedef struct nn_layer {
     float *xhat;     /* BatchNormalization: normalised input (B, out) */
     float *batch_mean, *batch_invstd; /* BatchNormalization: per channel */
     float *logits;   /* Dense with softmax: pre-activation outputs */
+    float *partial;  /* Conv2D: kernel gradients of the batch parts after
+                      * the first, summed at the end of backward */
+    int partial_parts;
 
     /* Dropout masks are a function of (seed, step, example id, unit), so a
      * batch split across workers draws the same mask per example as one

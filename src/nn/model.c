@@ -293,6 +293,9 @@ static void free_scratch(nn_model *m)
         free(l->batch_mean);
         free(l->batch_invstd);
         free(l->logits);
+        free(l->partial);
+        l->partial = NULL;
+        l->partial_parts = 0;
         m->outputs[i] = NULL;
         l->col = l->dz = l->mask = l->xhat = l->batch_mean = l->batch_invstd = l->logits = NULL;
         l->argmax = NULL;

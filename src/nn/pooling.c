@@ -4,6 +4,7 @@
  * because Keras flattens in (H, W, C) order too.
  */
 #include "nn/layer.h"
+#include "nn/parallel.h"
 
 #include <math.h>
 #include <string.h>
@@ -14,6 +15,7 @@ void max_pooling2d_forward(nn_layer *l, const float *x, float *y, int batch, boo
     const int ih = l->in.h, iw = l->in.w, c = l->in.c, oh = l->out.h, ow = l->out.w;
     const float floor_value = l->relu_input ? 0.0f : -INFINITY;
 
+#pragma omp parallel for schedule(static) if (nn_parts(batch) > 1)
     for (int b = 0; b < batch; b++) {
         const float *xb = x + (size_t)b * ih * iw * c;
         for (int oy = 0; oy < oh; oy++) {
@@ -67,10 +69,11 @@ void max_pooling2d_backward(nn_layer *l, const float *x, const float *y, const f
     const int ih = l->in.h, iw = l->in.w, c = l->in.c, oh = l->out.h, ow = l->out.w;
 
     /* Rows and columns that no window covers get no gradient. */
-    if (ih != 2 * oh || iw != 2 * ow)
-        memset(dx, 0, (size_t)batch * nn_shape_size(l->in) * sizeof *dx);
+#pragma omp parallel for schedule(static) if (nn_parts(batch) > 1)
     for (int b = 0; b < batch; b++) {
         float *dxb = dx + (size_t)b * ih * iw * c;
+        if (ih != 2 * oh || iw != 2 * ow)
+            memset(dxb, 0, (size_t)ih * iw * c * sizeof *dxb);
         for (int oy = 0; oy < oh; oy++) {
             for (int ox = 0; ox < ow; ox++) {
                 const size_t o = (((size_t)b * oh + oy) * ow + ox) * c;

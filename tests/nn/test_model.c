@@ -8,6 +8,7 @@
 #include "base/rng.h"
 #include "nn/adam.h"
 #include "nn/model.h"
+#include "nn/parallel.h"
 
 static char *summary_text(const char *type)
 {
@@ -206,6 +207,49 @@ static void test_glorot_uniform_limits(void)
     nn_model_free(&m);
 }
 
+/* Splitting the batch across threads changes only the order of float
+ * sums: outputs, gradients and moving statistics agree with one thread. */
+static void test_threads_match_one_thread(void)
+{
+    enum { N = 7 }; /* odd, so the parts are uneven */
+    float x[N * 784];
+    int32_t y[N];
+    fill_batch(x, y, N, 5);
+    for (int t = 0; t < 3; t++) {
+        nn_model a, b;
+        CHECK(nn_model_create(&a, nn_model_types[t], 6) == 0);
+        CHECK(nn_model_create(&b, nn_model_types[t], 6) == 0);
+        CHECK(nn_model_reserve(&a, N) == 0);
+        CHECK(nn_model_reserve(&b, N) == 0);
+        nn_model_set_dropout_key(&a, 1, 1, NULL, N);
+        nn_model_set_dropout_key(&b, 1, 1, NULL, N);
+        nn_set_threads(1);
+        float pa[N * 10];
+        memcpy(pa, nn_model_forward(&a, x, N, true), sizeof pa);
+        nn_model_backward(&a, x, y, N, 1.0f / N, NULL);
+        nn_set_threads(3);
+        const float *pb = nn_model_forward(&b, x, N, true);
+        nn_model_backward(&b, x, y, N, 1.0f / N, NULL);
+        nn_set_threads(1);
+        double out_diff = 0.0, grad_diff = 0.0, grad_max = 0.0, state_diff = 0.0;
+        for (int i = 0; i < N * 10; i++)
+            out_diff = fmax(out_diff, fabs(pa[i] - pb[i]));
+        for (size_t i = 0; i < a.num_trainable; i++) {
+            grad_diff = fmax(grad_diff, fabs(a.grads[i] - b.grads[i]));
+            grad_max = fmax(grad_max, fabs(a.grads[i]));
+        }
+        for (size_t i = 0; i < a.num_non_trainable; i++)
+            state_diff = fmax(state_diff, fabs(a.non_trainable[i] - b.non_trainable[i]));
+        CHECK_MSG(out_diff < 1e-6, "%s: outputs differ by %g", nn_model_types[t], out_diff);
+        CHECK_MSG(grad_diff <= 1e-5 * grad_max, "%s: gradients differ by %g (max %g)",
+                  nn_model_types[t], grad_diff, grad_max);
+        CHECK_MSG(state_diff < 1e-6, "%s: moving statistics differ by %g", nn_model_types[t],
+                  state_diff);
+        nn_model_free(&a);
+        nn_model_free(&b);
+    }
+}
+
 int main(void)
 {
     RUN_TEST(test_summary_totals);
@@ -214,5 +258,6 @@ int main(void)
     RUN_TEST(test_overfit_fixed_batch);
     RUN_TEST(test_adam_update_rule);
     RUN_TEST(test_glorot_uniform_limits);
+    RUN_TEST(test_threads_match_one_thread);
     return check_finish();
 }
