@@ -6,6 +6,7 @@
 #include "nn/layer.h"
 #include "nn/parallel.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -110,12 +111,21 @@ static void gradient_serial(nn_activation act, const float *y, const float *dy, 
     }
 }
 
-/* Split N values (whole rows of ROW) into one part per thread; inside a
- * layer's own parallel part this runs serially, as OpenMP does not nest. */
+/* Parts for N values in rows of ROW: one per thread for 64 rows or more.
+ * Inside a layer's own parallel part the loop runs serially, because
+ * nested OpenMP regions are off by default. */
+static int activation_parts(size_t n, int row)
+{
+    const size_t rows = n / (size_t)row;
+    if (rows < 64)
+        return 1;
+    return nn_parts(rows > INT_MAX ? INT_MAX : (int)rows);
+}
+
 void activation_apply(nn_activation act, const float *z, float *y, size_t n, int row)
 {
     const long rows = (long)(n / (size_t)row);
-    const int parts = rows >= 64 ? nn_parts((int)(rows < 1 << 20 ? rows : 1 << 20)) : 1;
+    const int parts = activation_parts(n, row);
 #pragma omp parallel for schedule(static) if (parts > 1)
     for (int t = 0; t < parts; t++) {
         long r0, r1;
@@ -128,7 +138,7 @@ void activation_gradient(nn_activation act, const float *y, const float *dy, flo
                          int row)
 {
     const long rows = (long)(n / (size_t)row);
-    const int parts = rows >= 64 ? nn_parts((int)(rows < 1 << 20 ? rows : 1 << 20)) : 1;
+    const int parts = activation_parts(n, row);
 #pragma omp parallel for schedule(static) if (parts > 1)
     for (int t = 0; t < parts; t++) {
         long r0, r1;

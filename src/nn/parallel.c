@@ -19,5 +19,7 @@ int nn_threads(void)
 
 int nn_parts(int batch)
 {
-    return batch < engine_threads ? (batch > 0 ? batch : 1) : engine_threads;
+    if (batch < 1)
+        return 1;
+    return batch < engine_threads ? batch : engine_threads;
 }
