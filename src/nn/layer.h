@@ -79,9 +79,11 @@ typedef struct nn_layer {
     bool relu_input;
 
     /* Scratch sized for the model's maximum batch (see nn_model_reserve). */
-    float *col;      /* Conv2D im2col matrix (B*OH*OW, kh*kw*cin + 1): the
-                      * last column is 1, so the bias row that follows the
-                      * kernel in memory is added by the same sgemm */
+    float *col;      /* Conv2D im2col tiles, one per thread part, each
+                      * (images*OH*OW, kh*kw*cin + 1): the last column is 1,
+                      * so the bias row that follows the kernel in memory is
+                      * added by the same sgemm */
+    int col_parts;   /* tiles that col has room for */
     float *dz;       /* gradient before the fused activation (B, out) */
     int32_t *argmax; /* MaxPooling2D: which of the 4 window positions won,
                       * or 4 when relu_input zeroed the output */
@@ -107,6 +109,8 @@ static inline size_t nn_shape_size(nn_shape s)
     return (size_t)s.h * (size_t)s.w * (size_t)s.c;
 }
 
+/* Images per im2col tile of a Conv2D layer. */
+int conv2d_tile_images(const nn_layer *l);
 void conv2d_forward(nn_layer *l, const float *x, float *y, int batch, bool training);
 void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
                      int batch);

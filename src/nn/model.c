@@ -296,6 +296,7 @@ static void free_scratch(nn_model *m)
         free(l->partial);
         l->partial = NULL;
         l->partial_parts = 0;
+        l->col_parts = 0;
         m->outputs[i] = NULL;
         l->col = l->dz = l->mask = l->xhat = l->batch_mean = l->batch_invstd = l->logits = NULL;
         l->argmax = NULL;
@@ -324,9 +325,11 @@ static int reserve_layer(nn_layer *l, int batch)
 
     switch (l->kind) {
     case NN_CONV2D: {
-        size_t rows = (size_t)batch * l->out.h * l->out.w;
+        /* One im2col tile; conv2d_forward grows it to one per thread. */
+        size_t rows = (size_t)conv2d_tile_images(l) * l->out.h * l->out.w;
         ok = (l->col = dm_malloc(rows * (l->kernel * l->kernel * l->in.c + 1) * sizeof(float))) &&
              (l->dz = dm_malloc(out * sizeof(float)));
+        l->col_parts = ok ? 1 : 0;
         break;
     }
     case NN_DENSE:
