@@ -69,7 +69,8 @@ const float *nn_model_forward(nn_model *m, const float *x, int batch, bool train
 /* After a training forward pass, compute the sparse categorical
  * cross-entropy of LABELS from the last layer's logits and write
  * grads = SCALE * d(sum of per-example losses)/d(trainable). SCALE is
- * 1 / batch for one process and 1 / global batch before a sum all-reduce.
+ * 1 / batch for one process; workers pass 1 and divide the all-reduced
+ * sum by the job's example count.
  * Returns the sum of the per-example losses; *CORRECT (may be NULL)
  * receives the number of argmax hits. */
 double nn_model_backward(nn_model *m, const float *x, const int32_t *labels, int batch,

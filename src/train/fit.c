@@ -58,11 +58,12 @@ typedef struct {
     bool chief;         /* rank 0: the only writer */
     bool full_pass;     /* an epoch is one pass over the data */
     float *sync;        /* gradients + 3 metric sums, all-reduced in one call */
+    double allreduce_seconds; /* seconds in comm_allreduce_sum this epoch */
 } fit_state;
 
 /* Checkpoint tensors: every model variable under its own name, and Adam's
- * slots as "optimizer/m/<name>" and "optimizer/v/<name>". NAMES holds the
- * storage for the slot names. */
+ * slots as "optimizer/m/<name>" and "optimizer/v/<name>". The tensors
+ * point into the model and optimizer buffers. */
 static size_t checkpoint_tensors(fit_state *s, st_tensor *t, size_t capacity)
 {
     nn_param *vars[NN_MAX_VARIABLES];
@@ -350,26 +351,34 @@ static int train_step(fit_state *s, double *loss_sum, int64_t *hits, int64_t *se
                              (int)n);
     nn_model_forward(&s->model, s->x, (int)n, true);
     int correct = 0;
-    /* Gradients of the loss summed over the global batch, divided by its
-     * size; the all-reduce below adds the workers' parts. */
-    const float scale = 1.0f / (float)(n * (size_t)s->size);
+    /* One worker divides by its batch here. Several workers sum their
+     * gradients unscaled and divide by the job's total example count after
+     * the all-reduce, because with --steps_per_epoch the shards' partial
+     * batches can give the workers different batch lengths in one step. */
+    const float scale = s->size > 1 ? 1.0f : 1.0f / (float)n;
     double loss = nn_model_backward(&s->model, s->x, s->y, (int)n, scale, &correct);
     const size_t p = s->model.num_trainable;
     float *grads = s->model.grads;
+    int64_t examples = (int64_t)n;
     if (s->size > 1) {
         memcpy(s->sync, s->model.grads, p * sizeof(float));
         s->sync[p] = (float)loss;
         s->sync[p + 1] = (float)correct;
         s->sync[p + 2] = (float)n;
+        const double started = dm_monotonic_seconds();
         if (comm_allreduce_sum(s->cfg->comm, s->sync, p + 3) != 0)
             return dm_fail_context("step %lld", (long long)s->global_step + 1);
+        s->allreduce_seconds += dm_monotonic_seconds() - started;
         grads = s->sync;
         loss = s->sync[p];
         correct = (int)s->sync[p + 1];
+        examples = (int64_t)s->sync[p + 2];
+        const float global_scale = 1.0f / (float)examples;
+        for (size_t i = 0; i < p; i++)
+            grads[i] *= global_scale;
     }
     nn_adam_step(&s->opt, s->model.trainable, grads);
     s->global_step++;
-    const int64_t examples = (int64_t)n * s->size;
     *loss_sum += loss;
     *hits += correct;
     *seen += examples;
@@ -391,6 +400,7 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
         fprintf(out, "Epoch %d/%d\n", epoch + 1, s->cfg->epochs);
     if (out != NULL)
         progbar_begin(&bar, out, s->steps_per_epoch);
+    s->allreduce_seconds = 0.0;
     const double started = dm_monotonic_seconds();
     for (int64_t step = 1; step <= s->steps_per_epoch; step++) {
         if (train_step(s, &loss_sum, &hits, &seen) != 0)
@@ -411,11 +421,17 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
         if (per_epoch > used && pipe_skip_batches(s->pipe, per_epoch - used) != 0)
             return -1;
     }
+    /* The chief's time in the all-reduce, which includes waiting for the
+     * slowest worker. One process does not log it. */
+    char allreduce[64] = "";
+    if (s->size > 1)
+        snprintf(allreduce, sizeof allreduce, " allreduce_ms_per_step:%.3f",
+                 1e3 * s->allreduce_seconds / (double)s->steps_per_epoch);
     if (s->chief)
         DM_INFO("epoch:%d steps:%lld seconds:%.3f ms_per_step:%.3f loss:%.5f accuracy:%.5f "
-            "lr:%g",
+            "lr:%g%s",
             epoch + 1, (long long)s->steps_per_epoch, elapsed,
-            1e3 * elapsed / (double)s->steps_per_epoch, loss, accuracy, (double)lr);
+            1e3 * elapsed / (double)s->steps_per_epoch, loss, accuracy, (double)lr, allreduce);
     if (out != NULL) {
         fprintf(out, "Learning rate for epoch %d is %.17g\n", epoch + 1, (double)lr);
         progbar_metric metrics[] = {{"loss", loss}, {"accuracy", accuracy}, {"lr", lr}};
