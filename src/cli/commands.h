@@ -6,5 +6,7 @@
 int cmd_ingest(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
+int cmd_select(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

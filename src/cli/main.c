@@ -16,6 +16,8 @@ static const command commands[] = {
     {"ingest", cmd_ingest, "validate the Fashion-MNIST IDX files and prepare the dataset"},
     {"train", cmd_train, "train one model type and save it as a model version"},
     {"evaluate", cmd_evaluate, "report loss and accuracy of a saved model on the test images"},
+    {"select", cmd_select, "copy the most accurate model version to a new version"},
+    {"serve", cmd_serve, "serve the newest model version over TensorFlow Serving's REST API"},
 };
 
 static void print_usage(FILE *out)

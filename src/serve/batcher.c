@@ -1,0 +1,238 @@
+#include "serve/batcher.h"
+
+#include "base/error.h"
+#include "base/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* One queued request; it lives on the requesting thread's stack. */
+typedef struct task {
+    srv_servable *servable;
+    const float *x;
+    float *y;
+    int n;
+    bool done;
+    int rc;
+    pthread_cond_t finished; /* signalled once DONE is set */
+    struct task *next;
+} task;
+
+struct srv_batcher {
+    int max_batch;
+    int64_t timeout_us;
+    srv_metrics *metrics;
+
+    pthread_mutex_t lock;
+    pthread_cond_t queued; /* a task was added, or stopping */
+    task *head, *tail;
+    int64_t queued_examples;
+    int queued_tasks;
+    int max_producers; /* threads that can submit at once; 0 = unknown */
+    bool stopping;
+
+    pthread_t *threads;
+    int num_threads;
+};
+
+static void add_microseconds(struct timespec *t, int64_t us)
+{
+    t->tv_sec += (time_t)(us / 1000000);
+    t->tv_nsec += (long)(us % 1000000) * 1000;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Pops the tasks of one batch (caller locks): the head, then following
+ * tasks for the same servable while they fit in max_batch. */
+static task *take_batch(srv_batcher *b, int *total)
+{
+    task *first = b->head, *last = first;
+    *total = first->n;
+    while (last->next != NULL && last->next->servable == first->servable &&
+           *total + last->next->n <= b->max_batch) {
+        last = last->next;
+        *total += last->n;
+    }
+    b->head = last->next;
+    if (b->head == NULL)
+        b->tail = NULL;
+    last->next = NULL;
+    b->queued_examples -= *total;
+    for (task *t = first; t != NULL; t = t->next)
+        b->queued_tasks--;
+    return first;
+}
+
+/* Runs the tasks from FIRST on as one forward pass, with BUFFER_X and
+ * BUFFER_Y (grown as needed) holding the merged examples. */
+static int run_batch(srv_batcher *b, task *first, int total, float **buffer_x, float **buffer_y,
+                     size_t *capacity)
+{
+    srv_servable *s = first->servable;
+    if (first->next == NULL) {
+        if (b->metrics != NULL)
+            srv_metrics_batch(b->metrics, total);
+        return srv_servable_predict(s, first->x, first->n, b->max_batch, first->y);
+    }
+    const size_t example = (size_t)srv_servable_input_height(s) * srv_servable_input_width(s);
+    const size_t classes = (size_t)srv_servable_num_classes(s);
+    if ((size_t)total > *capacity) {
+        float *x = realloc(*buffer_x, (size_t)total * example * sizeof *x);
+        if (x != NULL)
+            *buffer_x = x;
+        float *y = realloc(*buffer_y, (size_t)total * classes * sizeof *y);
+        if (y != NULL)
+            *buffer_y = y;
+        if (x == NULL || y == NULL)
+            return dm_fail("out of memory for a batch of %d examples", total);
+        *capacity = (size_t)total;
+    }
+    size_t offset = 0;
+    for (task *t = first; t != NULL; t = t->next) {
+        memcpy(*buffer_x + offset * example, t->x, (size_t)t->n * example * sizeof(float));
+        offset += (size_t)t->n;
+    }
+    if (b->metrics != NULL)
+        srv_metrics_batch(b->metrics, total);
+    if (srv_servable_predict(s, *buffer_x, total, b->max_batch, *buffer_y) != 0)
+        return -1;
+    offset = 0;
+    for (task *t = first; t != NULL; t = t->next) {
+        memcpy(t->y, *buffer_y + offset * classes, (size_t)t->n * classes * sizeof(float));
+        offset += (size_t)t->n;
+    }
+    return 0;
+}
+
+/* Whether the head batch should run without waiting longer (caller locks). */
+static bool batch_is_ready(const srv_batcher *b)
+{
+    return b->stopping || b->queued_examples >= b->max_batch ||
+           (b->max_producers > 0 && b->queued_tasks >= b->max_producers);
+}
+
+static void *batch_thread(void *arg)
+{
+    srv_batcher *b = arg;
+    float *buffer_x = NULL, *buffer_y = NULL;
+    size_t capacity = 0;
+
+    pthread_mutex_lock(&b->lock);
+    for (;;) {
+        while (b->head == NULL && !b->stopping)
+            pthread_cond_wait(&b->queued, &b->lock);
+        if (b->head == NULL)
+            break;
+        /* Give other requests until the timeout to fill the batch, unless
+         * every thread that can submit is already waiting in the queue. */
+        if (b->timeout_us > 0 && !batch_is_ready(b)) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_MONOTONIC, &deadline);
+            add_microseconds(&deadline, b->timeout_us);
+            while (b->head != NULL && !batch_is_ready(b)) {
+                if (pthread_cond_timedwait(&b->queued, &b->lock, &deadline) == ETIMEDOUT)
+                    break;
+            }
+            if (b->head == NULL)
+                continue; /* another batch thread took the tasks */
+        }
+        int total = 0;
+        task *first = take_batch(b, &total);
+        pthread_mutex_unlock(&b->lock);
+
+        int rc = run_batch(b, first, total, &buffer_x, &buffer_y, &capacity);
+        if (rc != 0)
+            DM_ERROR("batch of %d examples failed: %s", total, dm_error());
+
+        pthread_mutex_lock(&b->lock);
+        for (task *t = first, *next; t != NULL; t = next) {
+            next = t->next; /* T may be gone once done is set */
+            t->rc = rc;
+            t->done = true;
+            pthread_cond_signal(&t->finished);
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    free(buffer_x);
+    free(buffer_y);
+    return NULL;
+}
+
+srv_batcher *srv_batcher_create(int max_batch, int64_t timeout_us, int threads,
+                                int max_producers, srv_metrics *metrics)
+{
+    srv_batcher *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        dm_fail("out of memory starting the batcher");
+        return NULL;
+    }
+    b->max_batch = max_batch;
+    b->timeout_us = timeout_us;
+    b->max_producers = max_producers;
+    b->metrics = metrics;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->queued, &attr);
+    pthread_condattr_destroy(&attr);
+    b->threads = calloc((size_t)threads, sizeof *b->threads);
+    if (b->threads == NULL) {
+        srv_batcher_free(b);
+        dm_fail("out of memory starting the batcher");
+        return NULL;
+    }
+    for (int i = 0; i < threads; i++) {
+        int err = pthread_create(&b->threads[i], NULL, batch_thread, b);
+        if (err != 0) {
+            srv_batcher_free(b);
+            dm_fail("cannot start batch thread %d: %s", i, strerror(err));
+            return NULL;
+        }
+        b->num_threads++;
+    }
+    return b;
+}
+
+int srv_batcher_run(srv_batcher *b, srv_servable *s, const float *x, int n, float *y)
+{
+    task t = {.servable = s, .x = x, .y = y, .n = n};
+    pthread_cond_init(&t.finished, NULL);
+    pthread_mutex_lock(&b->lock);
+    if (b->tail != NULL)
+        b->tail->next = &t;
+    else
+        b->head = &t;
+    b->tail = &t;
+    b->queued_examples += n;
+    b->queued_tasks++;
+    pthread_cond_signal(&b->queued);
+    while (!t.done)
+        pthread_cond_wait(&t.finished, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+    pthread_cond_destroy(&t.finished);
+    return t.rc;
+}
+
+void srv_batcher_free(srv_batcher *b)
+{
+    if (b == NULL)
+        return;
+    pthread_mutex_lock(&b->lock);
+    b->stopping = true;
+    pthread_cond_broadcast(&b->queued);
+    pthread_mutex_unlock(&b->lock);
+    for (int i = 0; i < b->num_threads; i++)
+        pthread_join(b->threads[i], NULL);
+    free(b->threads);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->queued);
+    free(b);
+}
