@@ -81,9 +81,15 @@ int fs_read_file(const char *path, unsigned char **data, size_t *size)
     FILE *f = fopen(path, "rb");
     unsigned char *buf = NULL;
     size_t cap = 0, len = 0;
+    struct stat st;
 
     if (f == NULL)
         return dm_fail("cannot open %s: %s", path, strerror(errno));
+    /* A device or FIFO (say /dev/zero behind a symlink) would never end. */
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return dm_fail("cannot read %s: not a regular file", path);
+    }
     for (;;) {
         if (len + 65536 + 1 > cap) {
             size_t next = cap ? cap * 2 : 1 << 20;

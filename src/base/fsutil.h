@@ -18,8 +18,8 @@ int fs_remove_tree(const char *path);
 bool fs_exists(const char *path);
 bool fs_is_dir(const char *path);
 
-/* Read a whole file; *data is malloc'd and NUL-terminated (not counted in
- * *size). */
+/* Read a whole regular file; *data is malloc'd and NUL-terminated (not
+ * counted in *size). Devices, FIFOs and sockets are rejected. */
 int fs_read_file(const char *path, unsigned char **data, size_t *size);
 
 /* Write DATA to PATH atomically: PATH.tmp.<pid>, fsync, rename. */

@@ -7,7 +7,6 @@
 #include "base/error.h"
 #include "cli/flags.h"
 #include "data/dataset.h"
-#include "model/versions.h"
 #include "nn/model.h"
 #include "nn/parallel.h"
 #include "train/comm.h"
@@ -67,7 +66,7 @@ typedef struct {
     const char *data_root;
     int64_t blas_threads;
     bool summary;
-    char saved_model_dir[4096], checkpoint_dir[4096], log_dir[4096];
+    char saved_model_dir[4096], saved_model_base[4096], checkpoint_dir[4096], log_dir[4096];
 } train_options;
 
 static bool valid_model_type(const char *type)
@@ -202,18 +201,17 @@ static int resolve_paths(train_options *o)
                  type);
     if (o->log_dir[0] == '\0')
         snprintf(o->log_dir, sizeof o->log_dir, "%s/logs/%s", o->data_root, type);
+    /* Without --saved_model_dir the model becomes the next version, whose
+     * number is taken when it is saved, so concurrent runs each get one. */
     if (o->saved_model_dir[0] == '\0') {
-        char base[4096];
-        int64_t next = 1;
-        snprintf(base, sizeof base, "%s/saved_model_versions", o->data_root);
-        if (versions_next(base, &next) != 0)
-            return -1;
-        snprintf(o->saved_model_dir, sizeof o->saved_model_dir, "%s/%lld", base,
-                 (long long)next);
+        snprintf(o->saved_model_base, sizeof o->saved_model_base, "%s/saved_model_versions",
+                 o->data_root);
+        o->fit.saved_model_base = o->saved_model_base;
+    } else {
+        o->fit.saved_model_dir = o->saved_model_dir;
     }
     o->fit.checkpoint_dir = o->checkpoint_dir;
     o->fit.log_dir = o->log_dir;
-    o->fit.saved_model_dir = o->saved_model_dir;
     return 0;
 }
 
@@ -238,7 +236,7 @@ static int train_worker(train_options *o, const train_comm *comm)
     }
     ds_free(&data);
     if (comm->rank == 0)
-        printf("Saved model to %s\n", o->saved_model_dir);
+        printf("Saved model to %s\n", result.saved_model_dir);
     return 0;
 }
 

@@ -301,6 +301,9 @@ int idx_read(const char *path, idx_kind kind, uint32_t rows, uint32_t cols, idx_
         return dm_fail("cannot open %s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
         return dm_fail("%s: expected an IDX %s file, found a directory", path, idx_kind_name(kind));
+    if (!S_ISREG(st.st_mode))
+        return dm_fail("%s: expected a regular IDX %s file, found a device, FIFO or socket", path,
+                       idx_kind_name(kind));
     if ((uint64_t)st.st_size > IDX_MAX_BYTES)
         return dm_fail("%s: file size expected at most %llu bytes (1 GiB), found %lld", path,
                        (unsigned long long)IDX_MAX_BYTES, (long long)st.st_size);

@@ -1,8 +1,10 @@
 #include "model/saved_model.h"
 
 #include "base/error.h"
+#include "base/fsutil.h"
 #include "model/bundle.h"
 #include "model/safetensors.h"
+#include "model/versions.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -97,7 +99,7 @@ char *saved_model_spec_json(const nn_model *m)
     return text;
 }
 
-int saved_model_save(const char *dir, nn_model *m)
+static int save_model(const char *dir, nn_model *m, bool replace)
 {
     nn_param *vars[NN_MAX_VARIABLES];
     st_tensor tensors[NN_MAX_VARIABLES];
@@ -130,17 +132,61 @@ int saved_model_save(const char *dir, nn_model *m)
         bundle_abort(w);
         return dm_fail_context("cannot save model to %s", dir);
     }
-    if (bundle_commit(w, true) != 0)
+    if (bundle_commit(w, replace) != 0)
         return dm_fail_context("cannot save model to %s", dir);
     return 0;
 }
 
-static int json_int(const cJSON *obj, const char *key, int *out)
+int saved_model_save(const char *dir, nn_model *m)
+{
+    return save_model(dir, m, true);
+}
+
+int saved_model_save_version(const char *base, nn_model *m, char *dir, size_t capacity)
+{
+    /* Another process may commit the same number between versions_next
+     * and the rename; the rename then fails on the non-empty folder, and
+     * the next number is tried. */
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int64_t next = 0;
+        if (versions_next(base, &next) != 0 || versions_path(dir, capacity, base, next) != 0)
+            return -1;
+        if (save_model(dir, m, false) == 0)
+            return 0;
+        if (!fs_exists(dir))
+            return -1;
+    }
+    return dm_fail("cannot save model under %s: 100 version numbers were taken by other "
+                   "writers meanwhile",
+                   base);
+}
+
+/* Read KEY as a whole number in [MIN, MAX]; 32.7 or 1e9 filters are
+ * errors, not silently truncated or allocated. */
+static int json_int(const cJSON *obj, const char *key, int min, int max, int *out)
 {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(item))
+    if (!cJSON_IsNumber(item) || item->valuedouble != (double)(int)item->valuedouble ||
+        item->valuedouble < min || item->valuedouble > max)
         return -1;
-    *out = item->valueint;
+    *out = (int)item->valuedouble;
+    return 0;
+}
+
+/* The engine implements 3x3 "valid" convolutions and 2x2 pooling only, so
+ * any other kernel_size, pool_size or padding in model.json is rejected. */
+static int json_check_pair(const cJSON *config, const char *key, int expected)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(config, key);
+    if (item == NULL)
+        return 0;
+    if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = cJSON_GetArrayItem(item, i);
+        if (!cJSON_IsNumber(v) || v->valuedouble != expected)
+            return -1;
+    }
     return 0;
 }
 
@@ -166,20 +212,33 @@ static int add_layer_from_json(nn_model *m, const cJSON *layer, int index)
         return dm_fail("more than %d layers", NN_MAX_LAYERS);
     const char *name = cls->valuestring;
     if (strcmp(name, "Conv2D") == 0) {
-        if (json_int(config, "filters", &units) != 0 || units <= 0 ||
+        const cJSON *padding = cJSON_GetObjectItemCaseSensitive(config, "padding");
+        if (json_int(config, "filters", 1, 4096, &units) != 0 ||
             json_activation(config, &act) != 0)
-            return dm_fail("layer %d (Conv2D) has an invalid filters or activation", index);
+            return dm_fail("layer %d (Conv2D) has an invalid filters (expected 1 to 4096) or "
+                           "activation",
+                           index);
+        if (json_check_pair(config, "kernel_size", 3) != 0 ||
+            (padding != NULL &&
+             (!cJSON_IsString(padding) || strcmp(padding->valuestring, "valid") != 0)))
+            return dm_fail("layer %d (Conv2D): only kernel_size [3, 3] with padding \"valid\" "
+                           "is supported",
+                           index);
         if (m->num_layers > 0 ? m->layers[m->num_layers - 1].out.rank != 3 : m->input.rank != 3)
             return dm_fail("layer %d (Conv2D) needs a rank-3 input", index);
         nn_model_add_conv2d(m, units, act);
     } else if (strcmp(name, "MaxPooling2D") == 0) {
+        if (json_check_pair(config, "pool_size", 2) != 0)
+            return dm_fail("layer %d (MaxPooling2D): only pool_size [2, 2] is supported", index);
         nn_model_add_max_pooling2d(m);
     } else if (strcmp(name, "Flatten") == 0) {
         nn_model_add_flatten(m);
     } else if (strcmp(name, "Dense") == 0) {
-        if (json_int(config, "units", &units) != 0 || units <= 0 ||
+        if (json_int(config, "units", 1, 65536, &units) != 0 ||
             json_activation(config, &act) != 0)
-            return dm_fail("layer %d (Dense) has an invalid units or activation", index);
+            return dm_fail("layer %d (Dense) has an invalid units (expected 1 to 65536) or "
+                           "activation",
+                           index);
         nn_model_add_dense(m, units, act);
     } else if (strcmp(name, "Activation") == 0) {
         if (json_activation(config, &act) != 0)
@@ -189,9 +248,18 @@ static int add_layer_from_json(nn_model *m, const cJSON *layer, int index)
         nn_model_add_batch_normalization(m);
         const cJSON *eps = cJSON_GetObjectItemCaseSensitive(config, "epsilon");
         const cJSON *momentum = cJSON_GetObjectItemCaseSensitive(config, "momentum");
-        if (cJSON_IsNumber(eps))
+        if (eps != NULL && (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0.0)))
+            return dm_fail("layer %d (BatchNormalization) has an invalid epsilon: expected a "
+                           "number above 0",
+                           index);
+        if (momentum != NULL && (!cJSON_IsNumber(momentum) || !(momentum->valuedouble >= 0.0) ||
+                                 !(momentum->valuedouble < 1.0)))
+            return dm_fail("layer %d (BatchNormalization) has an invalid momentum: expected a "
+                           "number in [0, 1)",
+                           index);
+        if (eps != NULL)
             m->layers[m->num_layers - 1].epsilon = (float)eps->valuedouble;
-        if (cJSON_IsNumber(momentum))
+        if (momentum != NULL)
             m->layers[m->num_layers - 1].momentum = (float)momentum->valuedouble;
     } else if (strcmp(name, "Dropout") == 0) {
         const cJSON *rate = cJSON_GetObjectItemCaseSensitive(config, "rate");
@@ -213,6 +281,12 @@ static int build_from_spec(nn_model *m, const char *spec_text)
     if (root == NULL)
         return dm_fail("%s is not valid JSON", SAVED_MODEL_SPEC_FILE);
     int rc = -1;
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "format_version");
+    if (!cJSON_IsNumber(version) || version->valuedouble != 1.0) {
+        dm_fail("%s has format_version %g, but this distml reads version 1 only",
+                SAVED_MODEL_SPEC_FILE, cJSON_IsNumber(version) ? version->valuedouble : 0.0);
+        goto out;
+    }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(root, "input");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(input, "shape");

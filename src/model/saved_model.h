@@ -15,6 +15,7 @@
 #include "nn/model.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #define SAVED_MODEL_FORMAT "distml-model"
 #define SAVED_MODEL_SPEC_FILE "model.json"
@@ -22,6 +23,10 @@
 
 /* Save M into DIR, replacing an existing model there. */
 int saved_model_save(const char *dir, nn_model *m);
+
+/* Save M as a new version under BASE (max + 1, or 1), never replacing
+ * one that another process saved meanwhile; DIR receives its path. */
+int saved_model_save_version(const char *base, nn_model *m, char *dir, size_t capacity);
 
 /* Verify DIR's checksums, rebuild the layer stack from model.json and load
  * every variable, checking names and shapes. */

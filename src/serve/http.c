@@ -186,6 +186,10 @@ static bool take_segment(const char **p, char *out, size_t capacity)
         if (c == '%' && hex_digit(s[0]) >= 0 && hex_digit(s[1]) >= 0) {
             c = (char)(hex_digit(s[0]) * 16 + hex_digit(s[1]));
             s += 2;
+            /* A decoded NUL would end the C string early and make
+             * "m%00x" match model "m", so such a name matches nothing. */
+            if (c == '\0')
+                return false;
         }
         if (n + 1 >= capacity)
             return false;

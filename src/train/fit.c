@@ -157,6 +157,16 @@ static int read_checkpoint(fit_state *s)
                 "--checkpoint_dir or --noresume",
                 s->cfg->checkpoint_dir, epoch, cJSON_IsString(type) ? type->valuestring : "?",
                 s->cfg->model_type);
+    } else if (json_number(state, "batch_size_per_replica") != s->cfg->batch_size_per_replica ||
+               json_number(state, "seed") != (double)s->cfg->seed) {
+        /* The data order on resume is replayed from these, so a change
+         * would silently train on a different sequence of batches. */
+        dm_fail("checkpoint %s/ckpt_%d was written with --batch_size_per_replica %g and --seed "
+                "%g, not %d and %llu: pass the same values, another --checkpoint_dir or "
+                "--noresume",
+                s->cfg->checkpoint_dir, epoch, json_number(state, "batch_size_per_replica"),
+                json_number(state, "seed"), s->cfg->batch_size_per_replica,
+                (unsigned long long)s->cfg->seed);
     } else if (restore_tensors(s, tensors, count) == 0) {
         s->global_step = (int64_t)json_number(state, "global_step");
         s->opt.iterations = (int64_t)json_number(state, "optimizer_iterations");
@@ -429,10 +439,15 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
                  1e3 * s->allreduce_seconds / (double)s->steps_per_epoch);
     if (s->chief)
         DM_INFO("epoch:%d steps:%lld seconds:%.3f ms_per_step:%.3f loss:%.5f accuracy:%.5f "
-            "lr:%g%s",
-            epoch + 1, (long long)s->steps_per_epoch, elapsed,
-            1e3 * elapsed / (double)s->steps_per_epoch, loss, accuracy, (double)lr, allreduce);
+                "lr:%g%s",
+                epoch + 1, (long long)s->steps_per_epoch, elapsed,
+                1e3 * elapsed / (double)s->steps_per_epoch, loss, accuracy, (double)lr,
+                allreduce);
     if (out != NULL) {
+        /* As Keras prints it: after the last in-place redraw, on its own
+         * line, then the final progress line. */
+        if (bar.dynamic)
+            fputc('\n', out);
         fprintf(out, "Learning rate for epoch %d is %.17g\n", epoch + 1, (double)lr);
         progbar_metric metrics[] = {{"loss", loss}, {"accuracy", accuracy}, {"lr", lr}};
         progbar_update(&bar, s->steps_per_epoch, metrics, 3, true);
@@ -521,12 +536,21 @@ int fit_run(const fit_config *cfg, const ds_split *train, fit_result *result)
         if (run_epoch(&s, epoch, result) != 0)
             goto out;
     if (start >= cfg->epochs && s.chief)
-        DM_INFO("checkpoint ckpt_%d already covers all %d epochs; nothing to train", start,
+        DM_INFO("checkpoint ckpt_%d already covers the %d epochs requested, so nothing is "
+                "trained and the model is saved from it (pass --noresume to train again)",
+                start,
                 cfg->epochs);
     result->global_step = s.global_step;
-    if (s.chief && cfg->saved_model_dir != NULL &&
-        saved_model_save(cfg->saved_model_dir, &s.model) != 0)
-        goto out;
+    if (s.chief && cfg->saved_model_dir != NULL) {
+        if (saved_model_save(cfg->saved_model_dir, &s.model) != 0)
+            goto out;
+        snprintf(result->saved_model_dir, sizeof result->saved_model_dir, "%s",
+                 cfg->saved_model_dir);
+    } else if (s.chief && cfg->saved_model_base != NULL) {
+        if (saved_model_save_version(cfg->saved_model_base, &s.model, result->saved_model_dir,
+                                     sizeof result->saved_model_dir) != 0)
+            goto out;
+    }
     rc = 0;
 out:
     free_state(&s);
@@ -543,6 +567,14 @@ int fit_evaluate_dir(const char *dir, const ds_split *split, int batch_size, FIL
     float *x = NULL;
     int32_t *y = NULL;
     uint32_t *indices = NULL;
+    if (m.num_classes != DS_NUM_CLASSES || m.input.h != (int)split->rows ||
+        m.input.w != (int)split->cols || m.input.c != 1) {
+        dm_fail("model %s takes %dx%dx%d inputs with %d classes, but the dataset has %ux%u "
+                "images with %d classes",
+                dir, m.input.h, m.input.w, m.input.c, m.num_classes, split->rows, split->cols,
+                DS_NUM_CLASSES);
+        goto out;
+    }
     if (nn_model_reserve(&m, batch_size) != 0)
         goto out;
     x = dm_malloc((size_t)batch_size * nn_shape_size(m.input) * sizeof(float));

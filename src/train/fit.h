@@ -23,7 +23,9 @@ typedef struct {
     int batch_size_per_replica;
     uint64_t seed;
     uint32_t shuffle_buffer;
-    const char *saved_model_dir; /* NULL: do not save */
+    const char *saved_model_dir; /* save here, replacing what is there */
+    const char *saved_model_base; /* else a new version under this folder;
+                                   * both NULL: do not save */
     const char *checkpoint_dir;  /* NULL: no checkpoints */
     const char *log_dir;         /* NULL: no TensorBoard events */
     int64_t log_steps;           /* batch_loss every N steps; 0 = never */
@@ -40,6 +42,7 @@ typedef struct {
     int epochs_run;
     int64_t global_step; /* optimizer steps after the run */
     double final_loss, final_accuracy;
+    char saved_model_dir[4096]; /* where the model was saved ("" if not) */
 } fit_result;
 
 void fit_config_default(fit_config *cfg);

@@ -412,6 +412,14 @@ static void test_parse_in_memory(void)
     free(b.data);
 }
 
+/* A device never ends, so reading one whole would exhaust memory. */
+static void test_device_rejected(void)
+{
+    idx_array a;
+    CHECK(idx_read("/dev/zero", IDX_IMAGES, 28, 28, &a) != 0);
+    CHECK_STR_CONTAINS(dm_error(), "regular");
+}
+
 int main(void)
 {
     snprintf(scratch_dir, sizeof scratch_dir, "%s", check_tmpdir("idx"));
@@ -433,6 +441,7 @@ int main(void)
     RUN_TEST(test_corrupt_gzip_rejected);
     RUN_TEST(test_gzip_bomb_rejected);
     RUN_TEST(test_missing_file_rejected);
+    RUN_TEST(test_device_rejected);
     RUN_TEST(test_parse_in_memory);
     return check_finish();
 }

@@ -158,6 +158,9 @@ predict "both keys" '{"instances":[1],"inputs":[1]}'
 expect_error "both keys" 400 "only one of 'inputs' or 'instances'"
 request "quote and backslash in name" POST "/v1/models/a%22b%5Cc:predict" --data-binary '{"instances":[]}'
 expect_error "quote and backslash in name" 404 'Servable not found for request: Latest(a"b\c)'
+request "NUL in model name" POST "/v1/models/$M%00xyz:predict" \
+    --data-binary '{"instances":[{"image_bytes":{"b64":"'"$F1"'"}}]}'
+expect_error "NUL in model name" 400 "Malformed request"
 predict "raw control characters" "$(printf '{"instances":[{"image_bytes":{"b64":"\001\n"}}]}')"
 expect_error "raw control characters" 400 "JSON Parse error: Invalid encoding in string."
 predict "escaped control characters" '{"instances":[{"image_bytes":{"b64":"\u0001\n"}}]}'

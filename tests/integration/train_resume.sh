@@ -64,7 +64,7 @@ expect_same_bytes "resumed vs uninterrupted ckpt_4" \
 # A run whose checkpoint already covers every epoch trains nothing more.
 train --epochs 4 --checkpoint_dir "$ckpt" --saved_model_dir "$tmp/model-again"
 expect_status "rerun of a finished run" 0
-expect_in "rerun of a finished run" err "already covers all 4 epochs"
+expect_in "rerun of a finished run" err "already covers the 4 epochs requested"
 expect_epoch_lines "rerun of a finished run" 4 5
 expect_same_bytes "rerun of a finished run" \
     "$tmp/model-again/variables.safetensors" "$tmp/model-straight/variables.safetensors"

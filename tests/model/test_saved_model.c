@@ -7,7 +7,9 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "model/bundle.h"
 #include "model/saved_model.h"
+#include "train/fit.h"
 #include "nn/adam.h"
 
 #include <stdio.h>
@@ -144,11 +146,95 @@ static void test_spec_names_input_and_layers(void)
     nn_model_free(&m);
 }
 
+/* Write a copy of the model in SRC to DST with FIND replaced by REPLACE in
+ * model.json, as a consistent bundle, so only the spec check can reject it. */
+static int write_edited_copy(const char *src, const char *dst, const char *find,
+                             const char *replace)
+{
+    unsigned char *spec = NULL, *vars = NULL;
+    size_t spec_size = 0, vars_size = 0;
+    if (bundle_read_file(src, SAVED_MODEL_SPEC_FILE, &spec, &spec_size) != 0 ||
+        bundle_read_file(src, SAVED_MODEL_VARIABLES_FILE, &vars, &vars_size) != 0)
+        return -1;
+    char *at = strstr((char *)spec, find);
+    if (at == NULL) {
+        free(spec);
+        free(vars);
+        return -1;
+    }
+    size_t edited_size = spec_size - strlen(find) + strlen(replace);
+    char *edited = malloc(edited_size + 1);
+    size_t head = (size_t)(at - (char *)spec);
+    memcpy(edited, spec, head);
+    memcpy(edited + head, replace, strlen(replace));
+    strcpy(edited + head + strlen(replace), at + strlen(find));
+    bundle_writer *w = bundle_begin(dst, SAVED_MODEL_FORMAT);
+    int rc = w == NULL || bundle_add_file(w, SAVED_MODEL_SPEC_FILE, edited, edited_size) != 0 ||
+                     bundle_add_file(w, SAVED_MODEL_VARIABLES_FILE, vars, vars_size) != 0 ||
+                     bundle_commit(w, true) != 0
+                 ? -1
+                 : 0;
+    free(spec);
+    free(vars);
+    free(edited);
+    return rc;
+}
+
+static void test_spec_rejects_unsupported_configs(void)
+{
+    static const struct {
+        const char *model_type, *find, *replace, *message;
+    } cases[] = {
+        {"cnn", "\"kernel_size\":\t[3, 3]", "\"kernel_size\":\t[5, 5]", "kernel_size"},
+        {"cnn", "\"padding\":\t\"valid\"", "\"padding\":\t\"same\"", "padding"},
+        {"cnn", "\"filters\":\t32", "\"filters\":\t32.7", "filters"},
+        {"cnn", "\"filters\":\t32", "\"filters\":\t1000000000", "filters"},
+        {"cnn", "\"units\":\t64", "\"units\":\t-1", "units"},
+        {"cnn", "\"format_version\":\t1", "\"format_version\":\t99", "format_version"},
+        {"batch_norm", "\"epsilon\":\t", "\"epsilon\":\t-1, \"x\":\t", "epsilon"},
+    };
+    const char *dir = check_tmpdir("saved_model_spec");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char src[4096], dst[4096];
+        nn_model m, loaded;
+        snprintf(src, sizeof src, "%s/src-%s", dir, cases[i].model_type);
+        snprintf(dst, sizeof dst, "%s/edited-%zu", dir, i);
+        CHECK(nn_model_create(&m, cases[i].model_type, 1) == 0);
+        CHECK(saved_model_save(src, &m) == 0);
+        nn_model_free(&m);
+        CHECK_MSG(write_edited_copy(src, dst, cases[i].find, cases[i].replace) == 0,
+                  "case %zu: cannot edit model.json", i);
+        CHECK_MSG(saved_model_load(dst, &loaded) != 0, "case %zu (%s) was accepted", i,
+                  cases[i].replace);
+        CHECK_STR_CONTAINS(dm_error(), cases[i].message);
+    }
+}
+
+/* A model whose output has 1 class cannot be scored on labels 0-9. */
+static void test_evaluate_rejects_class_mismatch(void)
+{
+    const char *dir = check_tmpdir("saved_model_classes");
+    nn_model m;
+    nn_model_begin(&m, (nn_shape){3, 28, 28, 1}, 1);
+    nn_model_add_flatten(&m);
+    nn_model_add_dense(&m, 1, NN_SOFTMAX);
+    CHECK(nn_model_finish(&m, 1) == 0);
+    CHECK(saved_model_save(dir, &m) == 0);
+    nn_model_free(&m);
+    uint8_t images[2 * 784] = {0}, labels[2] = {9, 3};
+    ds_split split = {.count = 2, .rows = 28, .cols = 28, .images = images, .labels = labels};
+    double loss = 0.0, accuracy = 0.0;
+    CHECK(fit_evaluate_dir(dir, &split, 2, NULL, &loss, &accuracy) != 0);
+    CHECK_STR_CONTAINS(dm_error(), "1 classes");
+}
+
 int main(void)
 {
     RUN_TEST(test_save_load_identical_outputs);
     RUN_TEST(test_batch_norm_inference_per_image);
     RUN_TEST(test_damaged_model_rejected);
     RUN_TEST(test_spec_names_input_and_layers);
+    RUN_TEST(test_spec_rejects_unsupported_configs);
+    RUN_TEST(test_evaluate_rejects_class_mismatch);
     return check_finish();
 }
