@@ -37,6 +37,7 @@ static void print_usage(FILE *out)
             "  --saved_model_dir DIR         where to save the model\n"
             "                                [DATA_ROOT/saved_model_versions/<next version>]\n"
             "  --checkpoint_dir DIR          per-epoch checkpoints [DATA_ROOT/checkpoint/TYPE]\n"
+            "  --keep_checkpoints N          keep only the N newest checkpoints; 0 = all [0]\n"
             "  --log_dir DIR                 TensorBoard event files [DATA_ROOT/logs/TYPE]\n"
             "  --log_steps N                 write batch_loss every N steps; 0 = never [%lld]\n"
             "  --resume, --noresume          continue from the newest checkpoint [resume]\n"
@@ -83,7 +84,7 @@ static int parse_options(int argc, char **argv, train_options *o)
     enum {
         OPT_MODEL_TYPE = 256, OPT_EPOCHS, OPT_STEPS, OPT_BATCH, OPT_SEED, OPT_SHUFFLE,
         OPT_DATA_ROOT, OPT_SAVED_MODEL_DIR, OPT_CHECKPOINT_DIR, OPT_LOG_DIR, OPT_LOG_STEPS,
-        OPT_RESUME, OPT_NORESUME, OPT_BLAS_THREADS, OPT_SUMMARY,
+        OPT_RESUME, OPT_NORESUME, OPT_BLAS_THREADS, OPT_SUMMARY, OPT_KEEP_CHECKPOINTS,
     };
     static const struct option options[] = {
         {"model_type", required_argument, NULL, OPT_MODEL_TYPE},
@@ -101,6 +102,7 @@ static int parse_options(int argc, char **argv, train_options *o)
         {"noresume", no_argument, NULL, OPT_NORESUME},
         {"blas_threads", required_argument, NULL, OPT_BLAS_THREADS},
         {"summary", no_argument, NULL, OPT_SUMMARY},
+        {"keep_checkpoints", required_argument, NULL, OPT_KEEP_CHECKPOINTS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -169,6 +171,11 @@ static int parse_options(int argc, char **argv, train_options *o)
             break;
         case OPT_SUMMARY:
             o->summary = true;
+            break;
+        case OPT_KEEP_CHECKPOINTS:
+            if (!flag_parse_int("keep_checkpoints", optarg, 0, 1000000, &v))
+                return 2;
+            o->fit.keep_checkpoints = (int)v;
             break;
         case 'h':
             print_usage(stdout);

@@ -13,7 +13,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CKPT_PREFIX "ckpt_"
 #define CKPT_PATH_CAPACITY 4096
@@ -44,6 +46,27 @@ static int compare_descending(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+/* Removes NAME under DIR when it is "ckpt_<n>.tmp.<pid>" and no process
+ * <pid> exists any more, i.e. a save that was killed; returns whether it
+ * did. A live pid (even another user's, EPERM) keeps its folder. */
+static bool remove_abandoned_save(const char *dir, const char *name)
+{
+    const char *tmp = strstr(name, ".tmp.");
+    char path[CKPT_PATH_CAPACITY];
+    char *end = NULL;
+    if (tmp == NULL)
+        return false;
+    long pid = strtol(tmp + 5, &end, 10);
+    if (end == tmp + 5 || *end != '\0' || pid <= 0 || pid == (long)getpid())
+        return false;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        return false;
+    if (fs_join(path, sizeof path, dir, name) != 0 || fs_remove_tree(path) != 0)
+        return false;
+    DM_INFO("removed %s, left by an interrupted save of process %ld", path, pid);
+    return true;
+}
+
 /*
  * Lists the epochs of the ckpt_<n> directories under DIR, newest first,
  * into a malloc'd array. A missing DIR gives an empty list. When WARN is
@@ -69,7 +92,7 @@ static int list_epochs(const char *dir, bool warn, int **epochs, size_t *count)
         if (strncmp(ent->d_name, CKPT_PREFIX, strlen(CKPT_PREFIX)) != 0)
             continue;
         if (!parse_ckpt_name(ent->d_name, &epoch)) {
-            if (warn)
+            if (warn && !remove_abandoned_save(dir, ent->d_name))
                 DM_WARN("ignoring %s/%s: not a checkpoint name, possibly left by an "
                         "interrupted save",
                         dir, ent->d_name);

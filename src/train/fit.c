@@ -459,6 +459,9 @@ static int run_epoch(fit_state *s, int epoch, fit_result *result)
     }
     if (s->chief && s->cfg->checkpoint_dir != NULL && save_checkpoint(s, epoch + 1) != 0)
         return dm_fail_context("epoch %d", epoch + 1);
+    if (s->chief && s->cfg->checkpoint_dir != NULL && s->cfg->keep_checkpoints > 0 &&
+        ckpt_prune(s->cfg->checkpoint_dir, s->cfg->keep_checkpoints) != 0)
+        return dm_fail_context("epoch %d", epoch + 1);
     if (s->chief && s->cfg->checkpoint_dir != NULL && !s->cfg->resume && epoch == 0 &&
         remove_earlier_run_checkpoints(s->cfg->checkpoint_dir) != 0)
         return dm_fail_context("epoch 1");

@@ -27,6 +27,7 @@ typedef struct {
     const char *saved_model_base; /* else a new version under this folder;
                                    * both NULL: do not save */
     const char *checkpoint_dir;  /* NULL: no checkpoints */
+    int keep_checkpoints;        /* keep the N newest; 0 keeps all, as Keras */
     const char *log_dir;         /* NULL: no TensorBoard events */
     int64_t log_steps;           /* batch_loss every N steps; 0 = never */
     bool resume;                 /* continue from the newest checkpoint */

@@ -48,4 +48,12 @@ expect_status "resume with another seed" 1
 expect_in "resume with another seed" err "--seed 1234"
 expect_no_path "rejected resume saves no model" "$tmp/model"
 
+# --keep_checkpoints 2 leaves only the two newest of five epochs.
+run "$DISTML" train --data_root "$root" --steps_per_epoch 1 --batch_size_per_replica 16 \
+    --log_steps 0 --noresume --epochs 5 --keep_checkpoints 2 --checkpoint_dir "$tmp/ckkeep" \
+    --log_dir "$tmp/logkeep" --saved_model_dir "$tmp/modelkeep"
+expect_status "keep 2 checkpoints" 0
+kept=$(ls "$tmp/ckkeep" | tr '\n' ' ')
+expect_equal "keep 2 checkpoints" "$kept" "ckpt_4 ckpt_5 " "checkpoint folders"
+
 finish
