@@ -18,6 +18,7 @@ static const command commands[] = {
     {"evaluate", cmd_evaluate, "report loss and accuracy of a saved model on the test images"},
     {"select", cmd_select, "copy the most accurate model version to a new version"},
     {"serve", cmd_serve, "serve the newest model version over TensorFlow Serving's REST API"},
+    {"router", cmd_router, "serve through autoscaled replicas of distml serve"},
     {"workflow", cmd_workflow, "run an Argo Workflows file as local processes"},
 };
 
