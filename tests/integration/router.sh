@@ -196,6 +196,61 @@ if awk '/^stalled/ { exit !($NF >= 1.5 && $NF < 8) }' "$tmp/stall.out"; then
 else
     fail "stalled upload: $(grep stalled "$tmp/stall.out")"
 fi
+# Framing: a header block over 64 KiB, two pipelined requests of which the
+# second is too large, and a chunked body sent a few bytes at a time.
+"$PYTHON" - "${url#http://127.0.0.1:}" "$F1" >"$tmp/framing.out" <<'EOF'
+import json, re, socket, sys, time
+port, b64 = int(sys.argv[1]), sys.argv[2]
+def read_all(s):
+    s.settimeout(10)
+    data = b""
+    try:
+        while True:
+            part = s.recv(65536)
+            if not part:
+                break
+            data += part
+    except socket.timeout:
+        pass
+    return data
+def statuses(data):
+    return [code.decode() for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /v1/models/fmnist HTTP/1.1\r\nHost: t\r\nX-Padding: " + b"a" * 70000 + b"\r\n\r\n")
+data = read_all(s)
+print("headers", " ".join(statuses(data)), b"larger than the maximum of 65536 bytes" in data)
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"GET /v1/models/fmnist HTTP/1.1\r\nHost: t\r\n\r\n"
+          b"POST /v1/models/fmnist:predict HTTP/1.1\r\nHost: t\r\nContent-Length: 67108864\r\n\r\n")
+data = read_all(s)
+print("pipelined", " ".join(statuses(data)), b'"AVAILABLE"' in data)
+body = json.dumps({"instances": [{"image_bytes": {"b64": b64}}]}).encode()
+chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 100]), body[i:i + 100])
+                  for i in range(0, len(body), 100))
+message = (b"POST /v1/models/fmnist:predict HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+s = socket.create_connection(("127.0.0.1", port))
+for i in range(0, len(message), 7):
+    s.sendall(message[i:i + 7])
+    time.sleep(0.0005)
+data = read_all(s)
+print("trickled", " ".join(statuses(data)), b'"predictions"' in data)
+EOF
+if grep -q "^headers 431 True$" "$tmp/framing.out"; then
+    pass "header block over 64 KiB: JSON 431"
+else
+    fail "header block over 64 KiB: $(grep headers "$tmp/framing.out")"
+fi
+if grep -q "^pipelined 200 413 True$" "$tmp/framing.out"; then
+    pass "pipelined requests: 200 for the first, 413 for the oversized second"
+else
+    fail "pipelined requests: $(grep pipelined "$tmp/framing.out")"
+fi
+if grep -q "^trickled 200 True$" "$tmp/framing.out"; then
+    pass "chunked body sent 7 bytes at a time: 200 with a prediction"
+else
+    fail "chunked body sent 7 bytes at a time: $(grep trickled "$tmp/framing.out")"
+fi
 predict "F1 after body limits" '{"instances":[{"image_bytes":{"b64":"'"$F1"'"}}]}'
 expect_code "F1 after body limits" 200
 expect_equal "replicas after body limits" "$(replicas_field "j['ready_replicas']")" 2
@@ -286,6 +341,28 @@ predict "no model" '{"instances":[{"image_bytes":{"b64":"'"$F1"'"}}]}'
 expect_error "no model" 503 "No replica was ready to serve the request within 1000 ms"
 stop_router
 expect_equal "no model: SIGTERM exit status" "$router_status" 0
+
+# --- the rps metric: 40 requests in about a second with a target of 1 rps ---
+start_router "$tmp/rps.log" --model_name "$M" --model_base_path "$base" \
+    --scale_metric rps --scale_target 1 --max_replicas 3
+wait_ready 1 30 || fail "rps: the first replica is not ready"
+for _ in $(seq 40); do
+    curl -s -o /dev/null -X POST "$url/v1/models/$M:predict" \
+        --data-binary '{"instances":[{"image_bytes":{"b64":"'"$F1"'"}}]}'
+done
+if wait_ready 3 10; then
+    pass "rps: 3 replicas ready after the burst"
+else
+    fail "rps: $(replicas_field "j['ready_replicas']") replicas ready after the burst, expected 3"
+fi
+if grep -qE "scaling from 1 to [23] replicas: stable rps" "$tmp/rps.log"; then
+    pass "rps: the scaling decision counts requests per second"
+else
+    fail "rps: no 'scaling from 1 to 2 or 3 replicas: stable rps' in the log"
+    grep "scaling" "$tmp/rps.log" | sed 's/^/    log: /'
+fi
+stop_router
+expect_equal "rps: SIGTERM exit status" "$router_status" 0
 
 echo "took $(($(date +%s) - started)) s"
 if [ "$failures" -ne 0 ]; then
