@@ -41,6 +41,9 @@ static void print_usage(FILE *out)
             "  --log_dir DIR                 TensorBoard event files [DATA_ROOT/logs/TYPE]\n"
             "  --log_steps N                 write batch_loss every N steps; 0 = never [%lld]\n"
             "  --resume, --noresume          continue from the newest checkpoint [resume]\n"
+            "  --lr_boundaries LIST          epochs where the learning rate changes [3,7]\n"
+            "  --lr_values LIST              learning rates before, between and after the\n"
+            "                                boundaries [0.001,0.0001,0.00001]\n"
             "  --blas_threads N              compute threads per worker; 0 = $OPENBLAS_NUM_THREADS\n"
             "                                or the cores divided by the workers on this\n"
             "                                machine [0]\n"
@@ -67,6 +70,7 @@ typedef struct {
     const char *data_root;
     int64_t blas_threads;
     bool summary;
+    const char *lr_boundaries, *lr_values;
     char saved_model_dir[4096], saved_model_base[4096], checkpoint_dir[4096], log_dir[4096];
 } train_options;
 
@@ -85,6 +89,7 @@ static int parse_options(int argc, char **argv, train_options *o)
         OPT_MODEL_TYPE = 256, OPT_EPOCHS, OPT_STEPS, OPT_BATCH, OPT_SEED, OPT_SHUFFLE,
         OPT_DATA_ROOT, OPT_SAVED_MODEL_DIR, OPT_CHECKPOINT_DIR, OPT_LOG_DIR, OPT_LOG_STEPS,
         OPT_RESUME, OPT_NORESUME, OPT_BLAS_THREADS, OPT_SUMMARY, OPT_KEEP_CHECKPOINTS,
+        OPT_LR_BOUNDARIES, OPT_LR_VALUES,
     };
     static const struct option options[] = {
         {"model_type", required_argument, NULL, OPT_MODEL_TYPE},
@@ -103,6 +108,8 @@ static int parse_options(int argc, char **argv, train_options *o)
         {"blas_threads", required_argument, NULL, OPT_BLAS_THREADS},
         {"summary", no_argument, NULL, OPT_SUMMARY},
         {"keep_checkpoints", required_argument, NULL, OPT_KEEP_CHECKPOINTS},
+        {"lr_boundaries", required_argument, NULL, OPT_LR_BOUNDARIES},
+        {"lr_values", required_argument, NULL, OPT_LR_VALUES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -177,6 +184,12 @@ static int parse_options(int argc, char **argv, train_options *o)
                 return 2;
             o->fit.keep_checkpoints = (int)v;
             break;
+        case OPT_LR_BOUNDARIES:
+            o->lr_boundaries = optarg;
+            break;
+        case OPT_LR_VALUES:
+            o->lr_values = optarg;
+            break;
         case 'h':
             print_usage(stdout);
             return -1;
@@ -194,6 +207,16 @@ static int parse_options(int argc, char **argv, train_options *o)
         fprintf(stderr, "distml: error: invalid --model_type '%s': expected cnn, dropout or "
                         "batch_norm\n",
                 o->fit.model_type);
+        return 2;
+    }
+    if ((o->lr_boundaries == NULL) != (o->lr_values == NULL)) {
+        fprintf(stderr, "distml: error: --lr_boundaries and --lr_values go together: give "
+                        "both or neither\n");
+        return 2;
+    }
+    if (o->lr_boundaries != NULL &&
+        fit_schedule_parse(o->lr_boundaries, o->lr_values, &o->fit.schedule) != 0) {
+        flag_report_error(NULL);
         return 2;
     }
     return 0;

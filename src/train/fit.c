@@ -29,15 +29,75 @@ void fit_config_default(fit_config *cfg)
     cfg->shuffle_buffer = 10000;
     cfg->log_steps = 100;
     cfg->resume = true;
+    fit_schedule_default(&cfg->schedule);
 }
 
-float fit_learning_rate(int epoch)
+void fit_schedule_default(fit_schedule *schedule)
 {
-    if (epoch < 3)
-        return 1e-3f;
-    if (epoch < 7)
-        return 1e-4f;
-    return 1e-5f;
+    *schedule = (fit_schedule){
+        .count = 2, .boundaries = {3, 7}, .values = {1e-3f, 1e-4f, 1e-5f},
+    };
+}
+
+/* Split the comma-separated LIST into at most MAX items; returns the count
+ * or -1 when there are more or one is empty. */
+static int split_list(const char *list, char items[][64], int max)
+{
+    int n = 0;
+    const char *p = list;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= 64 || n == max)
+            return -1;
+        memcpy(items[n], p, len);
+        items[n++][len] = '\0';
+        if (p[len] == '\0')
+            return n;
+        p += len + 1;
+    }
+}
+
+int fit_schedule_parse(const char *boundaries, const char *values, fit_schedule *schedule)
+{
+    char b[FIT_MAX_LR_BOUNDARIES][64], v[FIT_MAX_LR_BOUNDARIES + 1][64];
+    int nb = boundaries[0] == '\0' ? 0 : split_list(boundaries, b, FIT_MAX_LR_BOUNDARIES);
+    int nv = split_list(values, v, FIT_MAX_LR_BOUNDARIES + 1);
+    if (nb < 0)
+        return dm_fail("invalid --lr_boundaries '%s': expected up to %d comma-separated epochs",
+                       boundaries, FIT_MAX_LR_BOUNDARIES);
+    if (nv != nb + 1)
+        return dm_fail("invalid --lr_values '%s': expected %d comma-separated rates, one more "
+                       "than --lr_boundaries '%s' has epochs",
+                       values, nb + 1, boundaries);
+    schedule->count = nb;
+    for (int i = 0; i < nb; i++) {
+        char *end;
+        long e = strtol(b[i], &end, 10);
+        int previous = i == 0 ? 0 : schedule->boundaries[i - 1];
+        if (*end != '\0' || e <= previous || e > 1000000)
+            return dm_fail("invalid --lr_boundaries element %d '%s': expected an epoch above %d "
+                           "(the boundaries increase)",
+                           i, b[i], previous);
+        schedule->boundaries[i] = (int)e;
+    }
+    for (int i = 0; i < nv; i++) {
+        char *end;
+        float r = strtof(v[i], &end);
+        if (*end != '\0' || !(r > 0.0f) || r > 1.0f)
+            return dm_fail("invalid --lr_values element %d '%s': expected a rate above 0 and "
+                           "at most 1",
+                           i, v[i]);
+        schedule->values[i] = r;
+    }
+    return 0;
+}
+
+float fit_learning_rate(const fit_schedule *schedule, int epoch)
+{
+    int i = 0;
+    while (i < schedule->count && epoch >= schedule->boundaries[i])
+        i++;
+    return schedule->values[i];
 }
 
 /* Everything one training run owns, so the steps below stay short. */
@@ -399,7 +459,7 @@ static int train_step(fit_state *s, double *loss_sum, int64_t *hits, int64_t *se
 
 static int run_epoch(fit_state *s, int epoch, fit_result *result)
 {
-    const float lr = fit_learning_rate(epoch);
+    const float lr = fit_learning_rate(&s->cfg->schedule, epoch);
     FILE *out = s->chief ? s->cfg->progress : NULL;
     progbar bar;
     double loss_sum = 0.0;

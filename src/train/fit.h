@@ -1,8 +1,9 @@
 /*
  * The training loop, as Keras's model.fit runs the reference design, on one
  * process or as N synchronous data-parallel workers:
- * Adam, sparse categorical cross-entropy, the learning-rate schedule
- * (1e-3 for epochs 0-2, 1e-4 for 3-6, 1e-5 after), a progress bar, a
+ * Adam, sparse categorical cross-entropy, a piecewise-constant
+ * learning-rate schedule by epoch (the reference design's by default:
+ * 1e-3 for epochs 0-2, 1e-4 for 3-6, 1e-5 after), a progress bar, a
  * checkpoint after every epoch, TensorBoard scalars and, at the end, the
  * saved model.
  */
@@ -15,6 +16,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+/* Keras's PiecewiseConstantDecay counted in epochs: values[0] before
+ * boundaries[0], values[i] from boundaries[i-1], values[count] from the
+ * last boundary on. */
+#define FIT_MAX_LR_BOUNDARIES 15
+typedef struct {
+    int count;
+    int boundaries[FIT_MAX_LR_BOUNDARIES];
+    float values[FIT_MAX_LR_BOUNDARIES + 1];
+} fit_schedule;
 
 typedef struct {
     const char *model_type;
@@ -31,6 +42,7 @@ typedef struct {
     const char *log_dir;         /* NULL: no TensorBoard events */
     int64_t log_steps;           /* batch_loss every N steps; 0 = never */
     bool resume;                 /* continue from the newest checkpoint */
+    fit_schedule schedule;
     FILE *progress;              /* progress output, NULL for none */
     /* The job's workers; NULL for one process. Every worker trains on its
      * own shard and all-reduces gradients; only the chief (rank 0) prints
@@ -48,8 +60,17 @@ typedef struct {
 
 void fit_config_default(fit_config *cfg);
 
-/* Learning rate for 0-based EPOCH under the reference schedule. */
-float fit_learning_rate(int epoch);
+/* The reference design's schedule: boundaries 3 and 7, values 1e-3,
+ * 1e-4 and 1e-5. */
+void fit_schedule_default(fit_schedule *schedule);
+
+/* Parse BOUNDARIES ("3,7": increasing epochs, at least 1) and VALUES
+ * ("0.001,0.0001,0.00001": one more positive number than boundaries) into
+ * SCHEDULE; -1 with the error set naming the bad element. */
+int fit_schedule_parse(const char *boundaries, const char *values, fit_schedule *schedule);
+
+/* Learning rate for 0-based EPOCH under SCHEDULE. */
+float fit_learning_rate(const fit_schedule *schedule, int epoch);
 
 int fit_run(const fit_config *cfg, const ds_split *train, fit_result *result);
 
