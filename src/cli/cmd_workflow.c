@@ -62,6 +62,7 @@ typedef struct {
     const char **param_values;
     size_t param_count;
     bool quiet;
+    char absolute_root[4096];
 } common_options;
 
 /* Parse ARGV's options into O, leaving the positional arguments in
@@ -127,6 +128,18 @@ static int parse_options(int argc, char **argv, const char *usage, common_option
             fputs(usage, stderr);
             return 2;
         }
+    }
+    /* Steps run in their own working folders, so a relative data root is
+     * made absolute against the directory the command started in. */
+    if (o->data_root[0] != '/') {
+        char cwd[2048];
+        if (getcwd(cwd, sizeof cwd) == NULL) {
+            fprintf(stderr, "distml: error: cannot resolve --data_root '%s': %s\n", o->data_root,
+                    strerror(errno));
+            return 1;
+        }
+        snprintf(o->absolute_root, sizeof o->absolute_root, "%s/%s", cwd, o->data_root);
+        o->data_root = o->absolute_root;
     }
     return 0;
 }

@@ -10,13 +10,16 @@
  *   kubeflow.org TFJob: "mpirun -np N COMMAND" with the Worker replicas
  *     and the Worker container's command. TF_CONFIG is not set, because
  *     distml's workers find each other through MPI.
- *   serving.kserve.io InferenceService: "distml serve" for the predictor's
- *     pvc:// storageUri (model.storageUri, or STORAGE_URI in a custom
- *     predictor's container), started detached with its own session, and
- *     recorded in the store so that `distml workflow services` lists it
- *     and `services stop NAME` stops it. The server listens on 127.0.0.1
- *     on the first free port from 8501 up. A custom container's own
- *     command, port and bind address apply only on a cluster.
+ *   serving.kserve.io InferenceService: "distml router" for the
+ *     predictor's pvc:// storageUri (model.storageUri, or STORAGE_URI in a
+ *     custom predictor's container). The predictor's scaleMetric,
+ *     scaleTarget, minReplicas, maxReplicas, containerConcurrency and
+ *     timeout become the router's flags. The router runs detached in its
+ *     own session and is recorded in the store, so that
+ *     `distml workflow services` lists it and `services stop NAME` stops
+ *     it and its replicas. The router listens on 127.0.0.1 on the first
+ *     free port from 8501 up. A custom container's own command, port and
+ *     bind address apply only on a cluster.
  *
  * Volumes, mountPath rewriting and the "distml" command word work as in
  * pod.c, with the volumes and volumeMounts of the manifest's pod template.
@@ -634,7 +637,7 @@ static int http_get(int port, const char *path, char **body)
     return status;
 }
 
-/* Start "distml serve" detached, in its own session, with its output in
+/* Start the service's process detached, in its own session, with its output in
  * LOG. Returns its pid, or -1. */
 static pid_t start_service(wf_engine *e, char *const *argv, const char *log, const char *marker)
 {
@@ -739,6 +742,62 @@ static cJSON *service_status(const char *name, int port, bool running, const cha
     return status;
 }
 
+/* Write the router's flags for the predictor's fields into ARGS: metric,
+ * target, min and max replicas, container concurrency and request timeout
+ * in ms, with KServe's defaults and checks. */
+static int router_flags(wf_engine *e, const ydoc_node *predictor, const char *name,
+                        char args[6][32], char *message, size_t capacity)
+{
+    const char *metric = scalar_at(predictor, KEYS("scaleMetric"));
+    const char *target = scalar_at(predictor, KEYS("scaleTarget"));
+    long long min = int_at(predictor, KEYS("minReplicas"), 1);
+    long long max = int_at(predictor, KEYS("maxReplicas"), 0);
+    long long concurrency = int_at(predictor, KEYS("containerConcurrency"), 0);
+    long long timeout = int_at(predictor, KEYS("timeout"), 300);
+    if (metric == NULL)
+        metric = "concurrency";
+    const char *problem = NULL;
+    if (strcmp(metric, "concurrency") != 0 && strcmp(metric, "rps") != 0)
+        problem = "spec.predictor.scaleMetric must be concurrency or rps here (cpu and memory "
+                  "need the Kubernetes HPA)";
+    else if (min < 0)
+        problem = "'MinReplicas' cannot be less than 0";
+    else if (max < 0)
+        problem = "'MaxReplicas' cannot be less than 0";
+    else if (max != 0 && min > max)
+        problem = "'MinReplicas' cannot be greater than MaxReplicas";
+    else if (concurrency < 0)
+        problem = "spec.predictor.containerConcurrency cannot be less than 0";
+    else if (timeout < 1)
+        problem = "spec.predictor.timeout must be at least 1 second";
+    if (problem != NULL) {
+        snprintf(message, capacity, "InferenceService %s: %s", name, problem);
+        return -1;
+    }
+    if (min == 0) {
+        /* NOTE: the local router keeps at least one replica, where
+         * Knative would scale to zero. */
+        DM_WARN("workflow %s: InferenceService %s: minReplicas 0 (scale to zero) runs with "
+                "one replica here",
+                e->name, name);
+        min = 1;
+    }
+    /* maxReplicas 0 is "no explicit maximum"; the router's default bounds
+     * it on one machine. */
+    if (max == 0)
+        max = min > 10 ? min : 10;
+    snprintf(args[0], 32, "%s", metric);
+    if (target != NULL)
+        snprintf(args[1], 32, "%s", target);
+    else
+        snprintf(args[1], 32, "%s", strcmp(metric, "rps") == 0 ? "200" : "100");
+    snprintf(args[2], 32, "%lld", min);
+    snprintf(args[3], 32, "%lld", max);
+    snprintf(args[4], 32, "%lld", concurrency);
+    snprintf(args[5], 32, "%lld", timeout * 1000);
+    return 0;
+}
+
 static int run_service(wf_engine *e, const wf_invocation *inv, const wf_scope *scope,
                        wf_node *node, const ydoc_node *manifest, const char *name, char *message,
                        size_t capacity)
@@ -805,31 +864,29 @@ static int run_service(wf_engine *e, const wf_invocation *inv, const wf_scope *s
         snprintf(message, capacity, "%s", dm_error());
         return -1;
     }
-    /* TODO: start the router with the predictor's scaleTarget,
-     * scaleMetric, minReplicas and maxReplicas once `distml router`
-     * exists; until then one `distml serve` process serves the model. */
-    const char *scale_target = scalar_at(predictor, KEYS("scaleTarget"));
-    const char *scale_metric = scalar_at(predictor, KEYS("scaleMetric"));
-    if (scale_target != NULL || scale_metric != NULL)
-        DM_WARN("workflow %s: InferenceService %s: scaleTarget %s and scaleMetric %s are not "
-                "applied; one server process serves the model",
-                e->name, name, scale_target ? scale_target : "(unset)",
-                scale_metric ? scale_metric : "concurrency");
-    char *argv[] = {(char *)e->options->self_exe, "serve", "--model_name", (char *)name,
-                    "--model_base_path", base_path, "--rest_api_port", port_text, NULL};
+    char router_args[6][32];
+    if (router_flags(e, predictor, name, router_args, message, capacity) != 0)
+        return -1;
+    char *argv[] = {(char *)e->options->self_exe, "router", "--port", port_text,
+                    "--model_name", (char *)name, "--model_base_path", base_path,
+                    "--scale_metric", router_args[0], "--scale_target", router_args[1],
+                    "--min_replicas", router_args[2], "--max_replicas", router_args[3],
+                    "--container_concurrency", router_args[4],
+                    "--request_timeout_ms", router_args[5], NULL};
     pid_t pid = start_service(e, argv, log, marker);
     int64_t ticks = pid > 0 ? wf_process_start_ticks(pid) : 0;
     if (pid <= 0 || ticks == 0) {
-        snprintf(message, capacity, "InferenceService %s: cannot start distml serve; see %s", name,
-                 log);
+        snprintf(message, capacity, "InferenceService %s: cannot start distml router; see %s",
+                 name, log);
         return -1;
     }
     wf_store_service_put(e->store, name, e->name, node->id, pid, ticks, port, base_path, log,
                          dm_wall_seconds());
     wf_node_set_phase(e, node, "Running");
-    DM_INFO("workflow %s: InferenceService %s: distml serve (pid %d) on http://127.0.0.1:%d for "
-            "%s",
-            e->name, name, (int)pid, port, base_path);
+    DM_INFO("workflow %s: InferenceService %s: distml router (pid %d) on http://127.0.0.1:%d "
+            "for %s, %s replicas, %s target %s",
+            e->name, name, (int)pid, port, base_path, router_args[2], router_args[0],
+            router_args[1]);
 
     const wf_resource *r = &inv->tmpl->resource;
     if (r->success_condition == NULL && r->failure_condition == NULL)
@@ -853,7 +910,7 @@ static int run_service(wf_engine *e, const wf_invocation *inv, const wf_scope *s
             char partial[256];
             snprintf(partial, sizeof partial, "%s", message);
             snprintf(message, capacity,
-                     "InferenceService %s: distml serve exited before the success condition "
+                     "InferenceService %s: distml router exited before the success condition "
                      "matched (%s); see %s",
                      name, partial, log);
             return -2;

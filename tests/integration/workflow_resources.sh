@@ -212,6 +212,15 @@ case "$status_json" in
 *AVAILABLE*) pass "service: model test-model is AVAILABLE at $url" ;;
 *) fail "service: model status is '$status_json'" ;;
 esac
+# The service is a router: its replicas follow the predictor's fields.
+replicas_json=$(curl -s "$url/replicas")
+replica_pids=$(printf '%s' "$replicas_json" | "$PYTHON" -c '
+import json, sys
+print(" ".join(str(r["pid"]) for r in json.load(sys.stdin)["replicas"]))' 2>/dev/null)
+case "$replica_pids" in
+"" | *" "*) fail "service: expected one replica at $url/replicas, got '$replicas_json'" ;;
+*) pass "service: one replica (pid $replica_pids) behind the router" ;;
+esac
 
 # A second InferenceService of the same name is refused while it runs.
 cat >"$tmp/again.yaml" <<EOF
@@ -245,7 +254,41 @@ if kill -0 "$pid" 2>/dev/null; then
 else
     pass "services stop: pid $pid has exited"
 fi
+for p in $replica_pids; do
+    if kill -0 "$p" 2>/dev/null; then
+        fail "services stop: replica pid $p is still running"
+        kill "$p"
+    else
+        pass "services stop: replica pid $p has exited"
+    fi
+done
 run "$DISTML" workflow services --data_root "$root"
 expect_not_in "services after stop" out "test-model"
+
+# KServe's checks on the predictor's fields stop the step before anything
+# starts.
+cat >"$tmp/bad-service.yaml" <<EOF
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {generateName: bad-service-}
+spec:
+  entrypoint: serve
+  templates:
+  - name: serve
+    resource:
+      action: create
+      manifest: |
+        apiVersion: serving.kserve.io/v1beta1
+        kind: InferenceService
+        metadata: {name: bad-model}
+        spec:
+          predictor:
+            minReplicas: 3
+            maxReplicas: 2
+            model: {storageUri: pvc://distml-data/saved_model_versions}
+EOF
+run "$DISTML" workflow run "$tmp/bad-service.yaml" --data_root "$root"
+expect_status "minReplicas above maxReplicas" 1
+expect_in "minReplicas above maxReplicas" out "'MinReplicas' cannot be greater than MaxReplicas"
 
 finish

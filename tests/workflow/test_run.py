@@ -2,11 +2,12 @@
 
 The checks cover node names, IDs, types, phases and links, parameter
 substitution, retries with backoff, parallel step groups, parallelism
-limits, podGC and deadlines. Also the error for an unsupported field, and
+limits, podGC, deadlines and a relative data root. Also the error for an unsupported field, and
 two runs at once on one data root.
 """
 
 import os
+import subprocess
 import sys
 import time
 import unittest
@@ -476,6 +477,31 @@ class RunTest(unittest.TestCase):
         self.assertEqual(len(runs), 3)
         self.assertEqual({phase for _, phase in runs}, {"Succeeded"})
         self.assertEqual(len(self.root.cache_entries("naps")), 3)
+
+    def test_relative_data_root(self):
+        # Steps run in their own working folders, but a relative
+        # --data_root still means the caller's folder.
+        body = """spec:
+  entrypoint: write
+  volumes:
+  - name: data
+    persistentVolumeClaim: {claimName: claim}
+  templates:
+  - name: write
+    container:
+      image: alpine
+      command: [sh, -c, "echo written > /data/out.txt"]
+      volumeMounts:
+      - {name: data, mountPath: /data}
+"""
+        path = self.root.write("relative.yaml", workflow(body))
+        result = subprocess.run([h.DISTML, "workflow", "run", path, "--data_root", "rel"],
+                                capture_output=True, text=True, timeout=120, env=self.root.env,
+                                cwd=self.root.path, check=False)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        with open(os.path.join(self.root.path, "rel", "pvc", "claim", "out.txt"),
+                  encoding="utf-8") as f:
+            self.assertEqual(f.read(), "written\n")
 
 
 if __name__ == "__main__":
