@@ -39,3 +39,26 @@ void dm_log(dm_log_level level, const char *fmt, ...)
     fprintf(stderr, "%s.%03dZ %d %c %s\n", stamp, (int)(now.tv_usec / 1000), (int)getpid(),
             marks[level], message);
 }
+
+bool dm_log_budget_charge(dm_log_budget *b, long second)
+{
+    if (second != b->second) {
+        b->second = second;
+        b->lines = 0;
+    }
+    if (b->lines < DM_LOG_LINES_PER_SECOND) {
+        b->lines++;
+        return true;
+    }
+    b->suppressed++;
+    return false;
+}
+
+long dm_log_budget_take_report(dm_log_budget *b, long second, bool final)
+{
+    if (b->suppressed == 0 || (!final && second == b->second))
+        return 0;
+    long suppressed = b->suppressed;
+    b->suppressed = 0;
+    return suppressed;
+}

@@ -1,9 +1,10 @@
 /*
  * distml serve: a model server that TensorFlow Serving and KServe clients
  * can use unchanged. The flags carry tensorflow_model_server's names and
- * defaults where it has the same flag; --bind_address and --max_body_bytes
- * are distml's own. Port 0 picks a free port, which the start log line
- * names (tensorflow_model_server reads 0 as "REST disabled" instead).
+ * defaults where it has the same flag; --bind_address, --max_body_bytes,
+ * --header_timeout_in_ms and the connection limits are distml's own. Port
+ * 0 picks a free port, which the start log line names
+ * (tensorflow_model_server reads 0 as "REST disabled" instead).
  *
  * The main thread handles the signals and polls for new versions, and
  * libmicrohttpd's threads handle the requests. SIGTERM or SIGINT stops accepting connections,
@@ -41,6 +42,9 @@ typedef struct {
     const char *bind_address;
     int64_t port;
     int64_t timeout_ms;
+    int64_t header_timeout_ms;
+    int64_t max_connections;        /* 0 derives it from the open-file limit */
+    int64_t max_connections_per_ip; /* -1 for half of max_connections */
     int64_t poll_seconds;
     bool batching;
     int64_t max_batch_size;
@@ -73,9 +77,18 @@ static void print_usage(FILE *out)
             "  --data_root DIR                     prepared data, or $DISTML_DATA_ROOT [%s]\n"
             "  --rest_api_port N                   HTTP port; 0 picks a free one [8501]\n"
             "  --bind_address ADDR                 IPv4 or IPv6 address to listen on [127.0.0.1]\n"
-            "  --rest_api_num_threads N            HTTP threads [4 per CPU: %d]\n"
+            "  --rest_api_num_threads N            HTTP threads [4 per CPU: %d; with batching\n"
+            "                                      at least --max_batch_size per batch thread]\n"
             "  --rest_api_timeout_in_ms N          idle connection timeout, rounded up to whole\n"
             "                                      seconds, and the drain limit at shutdown [30000]\n"
+            "  --header_timeout_in_ms N            idle timeout while a request's headers arrive,\n"
+            "                                      rounded up to whole seconds; at most\n"
+            "                                      --rest_api_timeout_in_ms [10000]\n"
+            "  --max_connections N                 open connections; more wait to be accepted\n"
+            "                                      [the open-file limit minus the server's own files]\n"
+            "  --max_connections_per_ip N          connections from one client address; more are\n"
+            "                                      closed at once; 0 = no limit\n"
+            "                                      [half of --max_connections]\n"
             "  --max_body_bytes N                  largest request body; larger ones get 413\n"
             "                                      [33554432 (32 MiB)]\n"
             "  --file_system_poll_wait_seconds N   seconds between polls of the base path;\n"
@@ -115,6 +128,9 @@ static int parse_options(int argc, char **argv, serve_options *o)
         OPT_BIND,
         OPT_HTTP_THREADS,
         OPT_TIMEOUT,
+        OPT_HEADER_TIMEOUT,
+        OPT_MAX_CONNECTIONS,
+        OPT_MAX_CONNECTIONS_PER_IP,
         OPT_MAX_BODY,
         OPT_POLL,
         OPT_BATCHING,
@@ -130,6 +146,9 @@ static int parse_options(int argc, char **argv, serve_options *o)
         {"bind_address", required_argument, NULL, OPT_BIND},
         {"rest_api_num_threads", required_argument, NULL, OPT_HTTP_THREADS},
         {"rest_api_timeout_in_ms", required_argument, NULL, OPT_TIMEOUT},
+        {"header_timeout_in_ms", required_argument, NULL, OPT_HEADER_TIMEOUT},
+        {"max_connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+        {"max_connections_per_ip", required_argument, NULL, OPT_MAX_CONNECTIONS_PER_IP},
         {"max_body_bytes", required_argument, NULL, OPT_MAX_BODY},
         {"file_system_poll_wait_seconds", required_argument, NULL, OPT_POLL},
         {"enable_batching", optional_argument, NULL, OPT_BATCHING},
@@ -167,6 +186,17 @@ static int parse_options(int argc, char **argv, serve_options *o)
             break;
         case OPT_TIMEOUT:
             ok = flag_parse_int("rest_api_timeout_in_ms", optarg, 1, 86400000, &o->timeout_ms);
+            break;
+        case OPT_HEADER_TIMEOUT:
+            ok = flag_parse_int("header_timeout_in_ms", optarg, 1, 86400000,
+                                &o->header_timeout_ms);
+            break;
+        case OPT_MAX_CONNECTIONS:
+            ok = flag_parse_int("max_connections", optarg, 1, 1000000, &o->max_connections);
+            break;
+        case OPT_MAX_CONNECTIONS_PER_IP:
+            ok = flag_parse_int("max_connections_per_ip", optarg, 0, 1000000,
+                                &o->max_connections_per_ip);
             break;
         case OPT_MAX_BODY:
             ok = flag_parse_int("max_body_bytes", optarg, 1, (int64_t)1 << 40,
@@ -306,16 +336,28 @@ int cmd_serve(int argc, char **argv)
         .bind_address = "127.0.0.1",
         .port = 8501,
         .timeout_ms = 30000,
+        .header_timeout_ms = 10000,
+        .max_connections_per_ip = -1,
         .poll_seconds = 1,
         .max_batch_size = 32,
         .batch_timeout_us = 1000,
         .batch_threads = cpus,
-        .http_threads = 4 * cpus,
+        .http_threads = 0, /* set below unless given */
         .max_body_bytes = 32 * 1024 * 1024,
     };
     int status = parse_options(argc, argv, &o);
     if (status >= 0)
         return status;
+    /* With batching, each HTTP thread waits while its request is in a
+     * batch, so enough threads are needed to fill every batch thread's
+     * batch; otherwise the threads, not the batches, limit throughput. */
+    if (o.http_threads == 0) {
+        o.http_threads = 4 * cpus;
+        if (o.batching && o.max_batch_size * o.batch_threads > o.http_threads)
+            o.http_threads = o.max_batch_size * o.batch_threads;
+        if (o.http_threads > 1024)
+            o.http_threads = 1024;
+    }
 
     /* Requests run in parallel on their own threads, so each forward pass
      * uses one BLAS thread. */
@@ -357,6 +399,9 @@ int cmd_serve(int argc, char **argv)
         .port = (int)o.port,
         .threads = (int)o.http_threads,
         .timeout_ms = o.timeout_ms,
+        .header_timeout_ms = o.header_timeout_ms,
+        .max_connections = (int)o.max_connections,
+        .max_connections_per_ip = (int)o.max_connections_per_ip,
         .max_body_bytes = (size_t)o.max_body_bytes,
         .chunk = chunk,
         .manager = manager,
@@ -383,6 +428,11 @@ int cmd_serve(int argc, char **argv)
                 "no batching",
                 v6 ? "[" : "", o.bind_address, v6 ? "]" : "", srv_http_port(http), o.model_name,
                 o.base, (long long)o.http_threads);
+    DM_INFO("accepting at most %d connections, %d per client address (0 = no limit); header "
+            "timeout %lld ms, idle timeout %lld ms",
+            srv_http_max_connections(http), srv_http_max_connections_per_ip(http),
+            (long long)(o.header_timeout_ms < o.timeout_ms ? o.header_timeout_ms : o.timeout_ms),
+            (long long)o.timeout_ms);
 
     int sig = wait_for_signal(manager, o.poll_seconds);
     DM_INFO("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -151,6 +151,8 @@ int router_ready_count(const rtr_router *router);
 void proxy_handle(struct evhttp_request *request, void *router);
 void proxy_drain_queue(rtr_router *router);
 void proxy_abort_all(rtr_router *router, const char *reason);
+/* Log how many request warnings the rate limit held back. */
+void proxy_flush_log(void);
 void proxy_reply_error(struct evhttp_request *request, int status, bool close,
                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

@@ -20,6 +20,37 @@
 #include <string.h>
 #include <strings.h>
 
+/* Warnings about single requests (rejected, timed out, failed) share one
+ * budget, so that an overload logs a count instead of a line per request. */
+static dm_log_budget request_log_budget = DM_LOG_BUDGET_INIT;
+
+static void report_suppressed(long suppressed)
+{
+    if (suppressed > 0)
+        DM_WARN("%ld more request warnings were not logged (at most %d are logged per second)",
+                suppressed, DM_LOG_LINES_PER_SECOND);
+}
+
+static void warn_request(const char *fmt, ...) DM_PRINTF(1, 2);
+static void warn_request(const char *fmt, ...)
+{
+    const long second = (long)dm_monotonic_seconds();
+    report_suppressed(dm_log_budget_take_report(&request_log_budget, second, false));
+    if (!dm_log_budget_charge(&request_log_budget, second))
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    DM_WARN("%s", line);
+}
+
+void proxy_flush_log(void)
+{
+    report_suppressed(dm_log_budget_take_report(&request_log_budget, 0, true));
+}
+
 /* Hop-by-hop headers, which describe one connection and not the request,
  * and the headers the router sets itself. */
 static bool is_hop_header(const char *name)
@@ -247,7 +278,7 @@ static void dispatch(rtr_pending *p, bool retry)
     if (!retry && router->queued >= router->config.max_queued) {
         router->counters.queue_full++;
         router->rejections++;
-        DM_WARN("rejected %s %s: the queue is full with %d requests",
+        warn_request("rejected %s %s: the queue is full with %d requests",
                 method_name(evhttp_request_get_command(p->front)),
                 evhttp_request_get_uri(p->front), router->queued);
         char message[256];
@@ -277,13 +308,14 @@ static void attempt_failed(rtr_pending *p, rtr_replica *r, const char *reason)
     const char *method = method_name(evhttp_request_get_command(p->front));
     const char *uri = evhttp_request_get_uri(p->front);
     if (p->attempts < 2 && !router->stopping) {
-        DM_WARN("%s %s failed on %s (%s); retrying on another replica", method, uri, name,
-                reason);
+        warn_request("%s %s failed on %s (%s); retrying on another replica", method, uri, name,
+                     reason);
         router->counters.retries++;
         dispatch(p, true);
         return;
     }
-    DM_WARN("%s %s failed on %s (%s) after %d attempts", method, uri, name, reason, p->attempts);
+    warn_request("%s %s failed on %s (%s) after %d attempts", method, uri, name, reason,
+                 p->attempts);
     char message[512];
     snprintf(message, sizeof message, "%s failed before it replied (%s), after %d attempts",
              name, reason, p->attempts);
@@ -389,7 +421,8 @@ static void on_deadline(evutil_socket_t fd, short events, void *arg)
         if (p->in_queue)
             queue_remove(router, p);
         router->counters.queue_timeouts++;
-        DM_WARN("%s %s timed out after %lld ms waiting for a ready replica", method, uri, limit);
+        warn_request("%s %s timed out after %lld ms waiting for a ready replica", method, uri,
+                     limit);
         char message[256];
         snprintf(message, sizeof message,
                  "No replica was ready to serve the request within %lld ms "
@@ -404,7 +437,7 @@ static void on_deadline(evutil_socket_t fd, short events, void *arg)
     /* Cancelling runs the error callback but not the reply callback. */
     evhttp_cancel_request(up);
     router->counters.upstream_timeouts++;
-    DM_WARN("%s %s timed out after %lld ms on %s", method, uri, limit, r->name);
+    warn_request("%s %s timed out after %lld ms on %s", method, uri, limit, r->name);
     char message[256];
     snprintf(message, sizeof message, "%s did not reply within %lld ms (--request_timeout_ms)",
              r->name, limit);

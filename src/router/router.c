@@ -229,8 +229,10 @@ void router_check_stopped(rtr_router *router)
             replica_retire(r);
         }
     }
-    if (router->replicas == NULL)
+    if (router->replicas == NULL) {
+        proxy_flush_log();
         event_base_loopexit(router->base, NULL);
+    }
 }
 
 static void on_stop_timeout(evutil_socket_t fd, short events, void *arg)

@@ -33,6 +33,8 @@ struct srv_batcher {
     int64_t queued_examples;
     int queued_tasks;
     int max_producers; /* threads that can submit at once; 0 = unknown */
+    int arriving;      /* announced requests not queued or withdrawn yet */
+    bool announcing;   /* requests are announced, so ARRIVING counts */
     bool stopping;
 
     pthread_t *threads;
@@ -115,7 +117,8 @@ static int run_batch(srv_batcher *b, task *first, int total, float **buffer_x, f
 static bool batch_is_ready(const srv_batcher *b)
 {
     return b->stopping || b->queued_examples >= b->max_batch ||
-           (b->max_producers > 0 && b->queued_tasks >= b->max_producers);
+           (b->max_producers > 0 && b->queued_tasks >= b->max_producers) ||
+           (b->announcing && b->arriving == 0);
 }
 
 static void *batch_thread(void *arg)
@@ -201,11 +204,32 @@ srv_batcher *srv_batcher_create(int max_batch, int64_t timeout_us, int threads,
     return b;
 }
 
-int srv_batcher_run(srv_batcher *b, srv_servable *s, const float *x, int n, float *y)
+void srv_batcher_announce(srv_batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->announcing = true;
+    b->arriving++;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void srv_batcher_withdraw(srv_batcher *b)
+{
+    pthread_mutex_lock(&b->lock);
+    b->arriving--;
+    /* The queued requests may have been waiting only for this one. */
+    if (b->arriving == 0 && b->head != NULL)
+        pthread_cond_broadcast(&b->queued);
+    pthread_mutex_unlock(&b->lock);
+}
+
+int srv_batcher_run(srv_batcher *b, srv_servable *s, const float *x, int n, float *y,
+                    bool announced)
 {
     task t = {.servable = s, .x = x, .y = y, .n = n};
     pthread_cond_init(&t.finished, NULL);
     pthread_mutex_lock(&b->lock);
+    if (announced)
+        b->arriving--;
     if (b->tail != NULL)
         b->tail->next = &t;
     else

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define JSON_TYPE "application/json"
@@ -30,45 +32,29 @@
 #define INPUT_NAME "image_bytes"
 #define OUTPUT_NAME "predictions"
 
-struct srv_http {
-    srv_http_config config;
-    struct MHD_Daemon *daemon;
-    int port;
-    atomic_long in_flight;
-};
+/* ---- rate-limited logs ---- */
 
-/* ---- rate-limited error log ---- */
-
-/* At most this many request-error lines per second; the rest are counted
- * and reported in one line when the next second starts. */
-enum { ERROR_LINES_PER_SECOND = 10 };
-
+/* Request errors share one budget, because a flood of bad requests is one
+ * event to the operator. */
 static pthread_mutex_t error_log_lock = PTHREAD_MUTEX_INITIALIZER;
-static long error_log_second = -1;
-static int error_log_lines;
-static long error_log_suppressed;
+static dm_log_budget error_log_budget = DM_LOG_BUDGET_INIT;
+
+static void report_suppressed_request_errors(long suppressed)
+{
+    if (suppressed > 0)
+        DM_WARN("%ld more request errors were not logged (at most %d are logged per second)",
+                suppressed, DM_LOG_LINES_PER_SECOND);
+}
 
 static void log_request_error(const char *method, const char *url, int status,
                               const char *message)
 {
     const long second = (long)dm_monotonic_seconds();
-    long suppressed = 0;
-    bool print;
     pthread_mutex_lock(&error_log_lock);
-    if (second != error_log_second) {
-        suppressed = error_log_suppressed;
-        error_log_second = second;
-        error_log_lines = 0;
-        error_log_suppressed = 0;
-    }
-    print = error_log_lines < ERROR_LINES_PER_SECOND;
-    if (print)
-        error_log_lines++;
-    else
-        error_log_suppressed++;
+    long suppressed = dm_log_budget_take_report(&error_log_budget, second, false);
+    bool print = dm_log_budget_charge(&error_log_budget, second);
     pthread_mutex_unlock(&error_log_lock);
-    if (suppressed > 0)
-        DM_WARN("%ld more request errors in the last second were not logged", suppressed);
+    report_suppressed_request_errors(suppressed);
     if (print) {
         if (status >= 500)
             DM_ERROR("%s %s: %d %s", method, url, status, message);
@@ -77,14 +63,113 @@ static void log_request_error(const char *method, const char *url, int status,
     }
 }
 
+static void flush_request_error_log(void)
+{
+    pthread_mutex_lock(&error_log_lock);
+    long suppressed = dm_log_budget_take_report(&error_log_budget, 0, true);
+    pthread_mutex_unlock(&error_log_lock);
+    report_suppressed_request_errors(suppressed);
+}
+
+/* libmicrohttpd passes each kind of message with the same format string
+ * from one call site, so the string's address identifies the kind. Kinds
+ * beyond the first LIBRARY_MESSAGE_KINDS - 1 share the table's last entry. */
+enum { LIBRARY_MESSAGE_KINDS = 32, LIBRARY_SAMPLE_CHARS = 120 };
+
+typedef struct {
+    const char *format;
+    char sample[LIBRARY_SAMPLE_CHARS]; /* the first message, named in reports */
+    dm_log_budget budget;
+} library_message_kind;
+
+typedef struct {
+    long suppressed;
+    char sample[LIBRARY_SAMPLE_CHARS];
+} library_report;
+
+struct srv_http {
+    srv_http_config config;
+    struct MHD_Daemon *daemon;
+    int port;
+    unsigned int timeout_s;
+    unsigned int header_timeout_s;
+    int max_connections;
+    int max_connections_per_ip; /* 0 for no limit */
+    atomic_long in_flight;
+    pthread_mutex_t library_log_lock;
+    library_message_kind library_kinds[LIBRARY_MESSAGE_KINDS];
+};
+
+/* Moves the reportable suppressed counts of H's message kinds into
+ * REPORTS, which has room for every kind, and returns how many it wrote.
+ * The caller holds library_log_lock. */
+static int take_library_reports(srv_http *h, long second, bool final, library_report *reports)
+{
+    int count = 0;
+    for (int i = 0; i < LIBRARY_MESSAGE_KINDS; i++) {
+        library_message_kind *kind = &h->library_kinds[i];
+        long suppressed = dm_log_budget_take_report(&kind->budget, second, final);
+        if (suppressed > 0) {
+            reports[count].suppressed = suppressed;
+            memcpy(reports[count].sample, kind->sample, sizeof kind->sample);
+            count++;
+        }
+    }
+    return count;
+}
+
+static void log_library_reports(const library_report *reports, int count)
+{
+    for (int i = 0; i < count; i++)
+        DM_WARN("libmicrohttpd: %ld more messages like \"%s\" were not logged (at most %d of "
+                "each kind are logged per second)",
+                reports[i].suppressed, reports[i].sample, DM_LOG_LINES_PER_SECOND);
+}
+
+static library_message_kind *find_library_kind(srv_http *h, const char *format,
+                                               const char *message)
+{
+    for (int i = 0; i < LIBRARY_MESSAGE_KINDS - 1; i++) {
+        library_message_kind *kind = &h->library_kinds[i];
+        if (kind->format == format)
+            return kind;
+        if (kind->format == NULL) {
+            kind->format = format;
+            kind->budget = (dm_log_budget)DM_LOG_BUDGET_INIT;
+            snprintf(kind->sample, sizeof kind->sample, "%s", message);
+            return kind;
+        }
+    }
+    return &h->library_kinds[LIBRARY_MESSAGE_KINDS - 1];
+}
+
 static void log_library_message(void *cls, const char *fmt, va_list ap)
 {
+    srv_http *h = cls;
     char message[512];
     vsnprintf(message, sizeof message, fmt, ap);
     size_t n = strlen(message);
     while (n > 0 && (message[n - 1] == '\n' || message[n - 1] == '\r'))
         message[--n] = '\0';
-    DM_WARN("libmicrohttpd: %s", message);
+
+    const long second = (long)dm_monotonic_seconds();
+    library_report reports[LIBRARY_MESSAGE_KINDS];
+    pthread_mutex_lock(&h->library_log_lock);
+    int count = take_library_reports(h, second, false, reports);
+    bool print = dm_log_budget_charge(&find_library_kind(h, fmt, message)->budget, second);
+    pthread_mutex_unlock(&h->library_log_lock);
+    log_library_reports(reports, count);
+    if (print)
+        DM_WARN("libmicrohttpd: %s", message);
+}
+
+static void flush_library_log(srv_http *h)
+{
+    library_report reports[LIBRARY_MESSAGE_KINDS];
+    pthread_mutex_lock(&h->library_log_lock);
+    int count = take_library_reports(h, 0, true, reports);
+    pthread_mutex_unlock(&h->library_log_lock);
+    log_library_reports(reports, count);
 }
 
 /* ---- one request ---- */
@@ -95,8 +180,19 @@ typedef struct {
     bool too_large;
     bool responded; /* a reply was queued before the body was read */
     int status;
+    const char *allow; /* the Allow header of a 405 reply */
     double started;
+    bool announced; /* to the batcher, which expects it until it is run */
 } request;
+
+/* Tells the batcher that R will not join a batch after all. */
+static void withdraw_announcement(request *r)
+{
+    if (r->announced) {
+        srv_batcher_withdraw(r->server->config.batcher);
+        r->announced = false;
+    }
+}
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, int status,
                                   char *body, size_t length, const char *type)
@@ -108,6 +204,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, request *r, int stat
         return MHD_NO;
     }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (status == 405 && r->allow != NULL)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, r->allow);
     r->status = status;
     enum MHD_Result result = MHD_queue_response(c, (unsigned int)status, response);
     MHD_destroy_response(response);
@@ -300,15 +398,20 @@ static void append_probabilities(srv_buf *out, const float *y, int n, int classe
     srv_buf_puts(out, "    ]\n}");
 }
 
-/* Runs the decoded batch IN on S and writes the probabilities into *Y. */
-static int run_model(srv_http *h, srv_servable *s, const srv_input *in, float **y)
+/* Runs the decoded batch IN of request R on S and writes the
+ * probabilities into *Y. */
+static int run_model(request *r, srv_servable *s, const srv_input *in, float **y)
 {
+    srv_http *h = r->server;
     const int classes = srv_servable_num_classes(s);
     *y = malloc((size_t)in->batch * (size_t)classes * sizeof **y);
     if (*y == NULL)
         return dm_fail("out of memory for %d predictions", in->batch);
-    if (h->config.batcher != NULL)
-        return srv_batcher_run(h->config.batcher, s, in->x, in->batch, *y);
+    if (h->config.batcher != NULL) {
+        const bool announced = r->announced;
+        r->announced = false;
+        return srv_batcher_run(h->config.batcher, s, in->x, in->batch, *y, announced);
+    }
     for (int first = 0; first < in->batch; first += h->config.chunk) {
         int count = in->batch - first < h->config.chunk ? in->batch - first : h->config.chunk;
         srv_metrics_batch(h->config.metrics, count);
@@ -363,7 +466,7 @@ static enum MHD_Result handle_predict(struct MHD_Connection *c, request *r, cons
         return send_error(c, r, "POST", url, err.status, err.message);
     }
     float *y = NULL;
-    if (run_model(h, s, &in, &y) != 0) {
+    if (run_model(r, s, &in, &y) != 0) {
         free(y);
         srv_input_free(&in);
         srv_servable_release(s);
@@ -568,7 +671,7 @@ static enum MHD_Result handle_v2_infer(struct MHD_Connection *c, request *r, con
         return send_error(c, r, "POST", url, err.status, err.message);
     }
     float *y = NULL;
-    if (run_model(r->server, s, &in, &y) != 0) {
+    if (run_model(r, s, &in, &y) != 0) {
         free(y);
         srv_input_free(&in);
         srv_servable_release(s);
@@ -606,6 +709,14 @@ static enum MHD_Result handle_v2(struct MHD_Connection *c, request *r, const cha
     const bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     const bool post = strcmp(method, "POST") == 0;
     srv_http *h = r->server;
+    const bool server_path = strcmp(url, "/v2") == 0 || strcmp(url, "/v2/") == 0 ||
+                             strcmp(url, "/v2/health/live") == 0 ||
+                             strcmp(url, "/v2/health/ready") == 0;
+    if (server_path && !get) {
+        r->allow = "GET, HEAD";
+        return send_errorf(c, r, method, url, 405, "Method %s is not allowed on %s; use GET",
+                           method, url);
+    }
     if (get && (strcmp(url, "/v2") == 0 || strcmp(url, "/v2/") == 0))
         return send_literal(c, r, 200,
                             "{\"name\": \"distml\", \"version\": \"0.1.0\", \"extensions\": []}\n");
@@ -636,9 +747,11 @@ static enum MHD_Result handle_v2(struct MHD_Connection *c, request *r, const cha
         return send_errorf(c, r, method, url, 404, "Not found: %s %s", method, url);
 
     const bool infer = strcmp(tail, "infer") == 0;
-    if ((infer && !post) || (!infer && !get))
+    if ((infer && !post) || (!infer && !get)) {
+        r->allow = infer ? "POST" : "GET, HEAD";
         return send_errorf(c, r, method, url, 405, "Method %s is not allowed on %s; use %s",
                            method, url, infer ? "POST" : "GET");
+    }
     enum MHD_Result result = MHD_NO;
     srv_servable *s =
         v2_servable(c, r, method, url, name, has_version ? version : NULL, &result);
@@ -680,13 +793,50 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, request *r, const char
         return handle_v1(c, r, method, url);
     if (strcmp(url, "/v2") == 0 || strncmp(url, "/v2/", 4) == 0)
         return handle_v2(c, r, method, url);
-    if (strcmp(url, "/metrics") == 0 &&
-        (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
-        return handle_metrics(c, r);
+    if (strcmp(url, "/metrics") == 0) {
+        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+            return handle_metrics(c, r);
+        r->allow = "GET, HEAD";
+        return send_errorf(c, r, method, url, 405, "Method %s is not allowed on /metrics; use GET",
+                           method);
+    }
     return send_errorf(c, r, method, url, 404,
                        "Not found: %s %s; the server answers /v1/models/..., /v2/... and "
                        "/metrics",
                        method, url);
+}
+
+/* ---- request heads ---- */
+
+/* Whether METHOD is one of RFC 9110's methods or PATCH (RFC 5789). Method
+ * names are case-sensitive, so "get" is not GET. */
+static bool is_standard_method(const char *method)
+{
+    static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                          "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        if (strcmp(method, methods[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+typedef struct {
+    const char *first;
+    bool conflict;
+} content_length_headers;
+
+static enum MHD_Result compare_content_length(void *cls, enum MHD_ValueKind kind,
+                                              const char *key, const char *value)
+{
+    content_length_headers *seen = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+        return MHD_YES;
+    if (seen->first == NULL)
+        seen->first = value;
+    else if (strcmp(seen->first, value) != 0)
+        seen->conflict = true;
+    return MHD_YES;
 }
 
 /* Parses the Content-Length header; false when it is absent. */
@@ -700,6 +850,108 @@ static bool content_length(struct MHD_Connection *c, unsigned long long *length)
     errno = 0;
     *length = strtoull(text, &end, 10);
     return errno == 0 && end != text;
+}
+
+/* Whether the Transfer-Encoding list CODINGS ends with chunked, which
+ * RFC 9112 section 6.3 requires of a request body. */
+static bool ends_with_chunked(const char *codings)
+{
+    const char *last = strrchr(codings, ',');
+    last = last != NULL ? last + 1 : codings;
+    while (*last == ' ' || *last == '\t')
+        last++;
+    size_t n = strlen(last);
+    while (n > 0 && (last[n - 1] == ' ' || last[n - 1] == '\t'))
+        n--;
+    return n == strlen("chunked") && strncasecmp(last, "chunked", n) == 0;
+}
+
+/* NOTE: libmicrohttpd 0.9.75 replies to these requests itself, before
+ * handle_connection runs, with an HTML page that the application cannot
+ * replace: a malformed request line or header line (400, and no reply at
+ * all to a request line without a space), a request line or headers over
+ * the 128 KiB connection memory (414 or 431), an HTTP version other than
+ * 1.x (505), a Content-Length that does not parse (400, with its status
+ * line and headers sent twice) or that overflows 64 bits (413), and bad
+ * chunked framing (400, or 413 for a chunk size over 64 bits). */
+
+/* Queues the error reply for a request whose head the server rejects
+ * before reading the body, and returns whether it did. *RESULT is the
+ * queueing result. libmicrohttpd 0.9.75 closes the connection after a
+ * reply queued this early. */
+static bool reject_head(struct MHD_Connection *c, request *r, const char *method,
+                        const char *url, enum MHD_Result *result)
+{
+    srv_http *h = r->server;
+    /* RFC 9110 section 15.6.2: 501 for a method the server does not
+     * recognize. The routes send 405 for a standard method that the
+     * resource does not allow. */
+    if (!is_standard_method(method)) {
+        *result = send_errorf(c, r, method, url, 501,
+                              "Method %s is not implemented; the server answers GET, HEAD and "
+                              "POST",
+                              method);
+        return true;
+    }
+    /* libmicrohttpd decodes only "chunked" alone and reads a body in any
+     * other coding until the client closes. RFC 9112 requires a 400 when
+     * chunked is not the last coding, because the body's end is unknown
+     * (section 6.3), and recommends a 501 for a coding the server does not
+     * implement (section 6.1). */
+    const char *codings =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (codings != NULL && strcasecmp(codings, "chunked") != 0) {
+        if (!ends_with_chunked(codings))
+            *result = send_errorf(c, r, method, url, 400,
+                                  "Transfer-Encoding '%s' does not end with chunked, so the end "
+                                  "of the body is unknown; send the body with Content-Length or "
+                                  "Transfer-Encoding: chunked",
+                                  codings);
+        else
+            *result = send_errorf(c, r, method, url, 501,
+                                  "Transfer-Encoding '%s' is not supported; send the body with "
+                                  "Content-Length or Transfer-Encoding: chunked",
+                                  codings);
+        return true;
+    }
+    /* libmicrohttpd reads the body by the first Content-Length, and a proxy
+     * in front may use another, so differing values are invalid framing
+     * (RFC 9112 section 6.3). */
+    content_length_headers lengths = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, compare_content_length, &lengths);
+    if (lengths.conflict) {
+        *result = send_error(c, r, method, url, 400,
+                             "Request has Content-Length headers with different values");
+        return true;
+    }
+    unsigned long long announced = 0;
+    if (content_length(c, &announced) && announced > h->config.max_body_bytes) {
+        *result = send_errorf(c, r, method, url, 413,
+                              "Request body of %llu bytes is larger than the maximum of %zu "
+                              "bytes (set by --max_body_bytes)",
+                              announced, h->config.max_body_bytes);
+        return true;
+    }
+    return false;
+}
+
+/* Reserves the announced body up front, so appends do not copy, but at
+ * most 1 MiB: a client that announces a large body and sends nothing must
+ * not pin that much memory. */
+static void reserve_body(struct MHD_Connection *c, request *r)
+{
+    unsigned long long announced = 0;
+    if (!content_length(c, &announced))
+        return;
+    const size_t reserve = announced < 1024 * 1024 ? (size_t)announced : 1024 * 1024;
+    srv_buf_append(&r->body, "", 0);
+    if (reserve > 0 && !r->body.failed) {
+        char *data = realloc(r->body.data, reserve + 1);
+        if (data != NULL) {
+            r->body.data = data;
+            r->body.capacity = reserve + 1;
+        }
+    }
 }
 
 static enum MHD_Result handle_connection(void *cls, struct MHD_Connection *c, const char *url,
@@ -719,33 +971,30 @@ static enum MHD_Result handle_connection(void *cls, struct MHD_Connection *c, co
         atomic_fetch_add(&h->in_flight, 1);
         srv_metrics_request_started(h->config.metrics);
         *context = r;
-        unsigned long long announced = 0;
-        if (content_length(c, &announced)) {
-            if (announced > h->config.max_body_bytes) {
-                r->responded = true;
-                return send_errorf(c, r, method, url, 413,
-                                   "Request body of %llu bytes is larger than the maximum of %zu "
-                                   "bytes (set by --max_body_bytes)",
-                                   announced, h->config.max_body_bytes);
-            }
-            /* Reserve the announced body up front, so appends do not copy,
-             * but at most 1 MiB: a client that announces a large body and
-             * sends nothing must not pin that much memory. */
-            const size_t reserve = announced < 1024 * 1024 ? (size_t)announced : 1024 * 1024;
-            srv_buf_append(&r->body, "", 0);
-            if (reserve > 0 && !r->body.failed) {
-                char *data = realloc(r->body.data, reserve + 1);
-                if (data != NULL) {
-                    r->body.data = data;
-                    r->body.capacity = reserve + 1;
-                }
-            }
+        /* The headers are complete, so the body and the reply get the
+         * full idle timeout. */
+        if (h->header_timeout_s != h->timeout_s)
+            MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->timeout_s);
+        enum MHD_Result result = MHD_YES;
+        if (reject_head(c, r, method, url, &result)) {
+            r->responded = true;
+            return result;
+        }
+        reserve_body(c, r);
+        /* A POST may be a predict on its way to the batcher. */
+        if (h->config.batcher != NULL && strcmp(method, "POST") == 0) {
+            srv_batcher_announce(h->config.batcher);
+            r->announced = true;
         }
         return MHD_YES;
     }
     if (*upload_size > 0) {
         if (!r->responded && !r->too_large) {
             if (r->body.length + *upload_size > h->config.max_body_bytes) {
+                /* NOTE: a chunked body announces no length, and
+                 * libmicrohttpd 0.9.75 rejects a reply queued while the
+                 * body is read, so the 413 waits for the last chunk and the
+                 * rest of the body is read and dropped. */
                 r->too_large = true;
                 srv_buf_free(&r->body);
             } else {
@@ -764,7 +1013,9 @@ static enum MHD_Result handle_connection(void *cls, struct MHD_Connection *c, co
                            h->config.max_body_bytes);
     if (r->body.failed)
         return send_error(c, r, method, url, 500, "Out of memory reading the request body");
-    return dispatch(c, r, method, url);
+    enum MHD_Result result = dispatch(c, r, method, url);
+    withdraw_announcement(r);
+    return result;
 }
 
 static void request_completed(void *cls, struct MHD_Connection *c, void **context,
@@ -775,6 +1026,7 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **contex
     if (r == NULL)
         return;
     /* 499 is the status TensorFlow Serving maps a cancelled request to. */
+    withdraw_announcement(r);
     int status = r->status != 0 ? r->status : 499;
     srv_metrics_request_finished(h->config.metrics, status, dm_monotonic_seconds() - r->started);
     srv_buf_free(&r->body);
@@ -783,11 +1035,119 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **contex
     atomic_fetch_sub(&h->in_flight, 1);
 }
 
+static void free_server(srv_http *h)
+{
+    pthread_mutex_destroy(&h->library_log_lock);
+    free(h);
+}
+
+/* ---- connection limits and timeouts ---- */
+
+/* Open files kept free of client connections for loading new model
+ * versions and for the log. */
+enum { SPARE_DESCRIPTORS = 32 };
+
+/* The default connection limit when the open-file limit allows more,
+ * because each connection may use 128 KiB of buffers, 8 GiB at this limit. */
+enum { DEFAULT_MAX_CONNECTIONS = 65536 };
+
+/* Counts the file descriptors open now, from /proc/self/fd. */
+static long open_descriptors(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL)
+        return -1;
+    long count = 0;
+    const struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (entry->d_name[0] != '.')
+            count++;
+    }
+    closedir(dir);
+    return count - 1; /* the descriptor of DIR itself */
+}
+
+/* Sets H's connection limits from CONFIG. The connections must fit under
+ * the open-file limit beside the descriptors open now, libmicrohttpd's
+ * listening socket, an epoll descriptor and an eventfd per thread and
+ * SPARE_DESCRIPTORS, because libmicrohttpd stops accepting until a
+ * connection closes when accept() fails with EMFILE. */
+static int set_connection_limits(srv_http *h, const srv_http_config *config)
+{
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0)
+        return dm_fail("cannot read the open-file limit: %s", strerror(errno));
+    long open_now = open_descriptors();
+    if (open_now < 0)
+        return dm_fail("cannot count the open files in /proc/self/fd: %s", strerror(errno));
+    const long reserved = open_now + 1 + 2L * (config->threads + 1) + SPARE_DESCRIPTORS;
+    long available = DEFAULT_MAX_CONNECTIONS;
+    if (files.rlim_cur != RLIM_INFINITY &&
+        files.rlim_cur < (rlim_t)(DEFAULT_MAX_CONNECTIONS + reserved))
+        available = (long)files.rlim_cur - reserved;
+
+    if (config->max_connections == 0) {
+        if (available < config->threads)
+            return dm_fail("the open-file limit of %ld leaves room for %ld connections, fewer than "
+                           "the %d HTTP threads; raise it with `ulimit -n`",
+                           (long)files.rlim_cur, available > 0 ? available : 0, config->threads);
+        h->max_connections = (int)available;
+    } else if (config->max_connections > available) {
+        return dm_fail("--max_connections %d needs that many open files beside the %ld the "
+                       "server keeps for itself, but the open-file limit is %ld; raise it with "
+                       "`ulimit -n` or lower --max_connections",
+                       config->max_connections, reserved, (long)files.rlim_cur);
+    } else if (config->max_connections < config->threads) {
+        /* libmicrohttpd splits the limit between its threads. */
+        return dm_fail("--max_connections %d is less than the %d HTTP threads; raise it or lower "
+                       "--rest_api_num_threads",
+                       config->max_connections, config->threads);
+    } else {
+        h->max_connections = config->max_connections;
+    }
+    if (config->max_connections_per_ip < 0)
+        h->max_connections_per_ip = h->max_connections / 2 > 0 ? h->max_connections / 2 : 1;
+    else
+        h->max_connections_per_ip = config->max_connections_per_ip;
+    return 0;
+}
+
 /* Keeps the URL as the client sent it. take_segment decodes names itself,
  * so an escaped '/' or ':' inside a model name cannot change the route. */
 static size_t keep_url_escaped(void *cls, struct MHD_Connection *c, char *text)
 {
     return strlen(text);
+}
+
+/* Starts the header timeout on a new connection. handle_connection sets
+ * the full timeout back once a request's headers are complete.
+ * NOTE: libmicrohttpd's timeouts count idle time, so a client that sends a
+ * byte of its headers within every header timeout keeps the connection
+ * until the headers fill the 128 KiB connection memory. The per-IP limit
+ * bounds how many such connections one address holds. */
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    srv_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED && h->header_timeout_s != h->timeout_s)
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->header_timeout_s);
+}
+
+/* Starts the header timeout again for a later request on a kept-alive
+ * connection. libmicrohttpd calls this with the request line, before the
+ * headers, and passes the NULL it returns to handle_connection as the
+ * request context. */
+static void *start_header_timeout(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    srv_http *h = cls;
+    /* NOTE: between requests a kept-alive connection waits with the full
+     * timeout, so that pooled client connections are not closed early.
+     * libmicrohttpd reports no partial request line, so a client that
+     * sends part of a later request line and stops keeps the connection
+     * for the full timeout. */
+    if (h->header_timeout_s != h->timeout_s)
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, h->header_timeout_s);
+    return NULL;
 }
 
 srv_http *srv_http_start(const srv_http_config *config)
@@ -799,6 +1159,10 @@ srv_http *srv_http_start(const srv_http_config *config)
     }
     h->config = *config;
     atomic_init(&h->in_flight, 0);
+    pthread_mutex_init(&h->library_log_lock, NULL);
+    library_message_kind *other = &h->library_kinds[LIBRARY_MESSAGE_KINDS - 1];
+    other->budget = (dm_log_budget)DM_LOG_BUDGET_INIT;
+    snprintf(other->sample, sizeof other->sample, "(any other kind)");
 
     struct sockaddr_in v4;
     struct sockaddr_in6 v6;
@@ -816,25 +1180,39 @@ srv_http *srv_http_start(const srv_http_config *config)
         address = (struct sockaddr *)&v6;
         flags |= MHD_USE_IPv6;
     } else {
-        free(h);
         dm_fail("invalid bind address '%s': expected an IPv4 or IPv6 address such as 127.0.0.1",
                 config->bind_address);
+        free_server(h);
         return NULL;
     }
-    const unsigned int timeout_s = (unsigned int)((config->timeout_ms + 999) / 1000);
+    if (set_connection_limits(h, config) != 0) {
+        free_server(h);
+        return NULL;
+    }
+    h->timeout_s = (unsigned int)((config->timeout_ms + 999) / 1000);
+    h->header_timeout_s = (unsigned int)((config->header_timeout_ms + 999) / 1000);
+    if (h->header_timeout_s == 0 || h->header_timeout_s > h->timeout_s)
+        h->header_timeout_s = h->timeout_s;
+    /* NOTE: at MAX_CONNECTIONS libmicrohttpd 0.9.75 stops accepting, so new
+     * clients wait in the listen backlog until a connection closes, at the
+     * latest after the header timeout for one that stalls. Over the per-IP
+     * limit it closes the new connection at once, without a reply. */
     h->daemon = MHD_start_daemon(
         flags, (uint16_t)config->port, NULL, NULL, handle_connection, h,
-        MHD_OPTION_EXTERNAL_LOGGER, log_library_message, NULL, /* first, to catch all */
+        MHD_OPTION_EXTERNAL_LOGGER, log_library_message, h, /* first, to catch all */
         MHD_OPTION_SOCK_ADDR, address, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)config->threads, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        (unsigned int)config->threads, MHD_OPTION_CONNECTION_TIMEOUT, h->timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)h->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)h->max_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        request_completed, h, MHD_OPTION_UNESCAPE_CALLBACK, keep_url_escaped, NULL,
-        MHD_OPTION_END);
+        request_completed, h, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
+        MHD_OPTION_URI_LOG_CALLBACK, start_header_timeout, h, MHD_OPTION_UNESCAPE_CALLBACK,
+        keep_url_escaped, NULL, MHD_OPTION_END);
     if (h->daemon == NULL) {
         int saved = errno;
-        free(h);
         dm_fail("cannot listen on %s port %d: %s", config->bind_address, config->port,
                 saved != 0 ? strerror(saved) : "libmicrohttpd failed to start");
+        free_server(h);
         return NULL;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -859,10 +1237,22 @@ long srv_http_in_flight(const srv_http *h)
     return atomic_load(&((srv_http *)h)->in_flight);
 }
 
+int srv_http_max_connections(const srv_http *h)
+{
+    return h->max_connections;
+}
+
+int srv_http_max_connections_per_ip(const srv_http *h)
+{
+    return h->max_connections_per_ip;
+}
+
 void srv_http_stop(srv_http *h)
 {
     if (h == NULL)
         return;
     MHD_stop_daemon(h->daemon);
-    free(h);
+    flush_library_log(h);
+    flush_request_error_log();
+    free_server(h);
 }

@@ -9,6 +9,11 @@
  * prediction runs on that thread unless batching hands it to a batch
  * thread. Request bodies above the size limit get a 413 as soon as the
  * headers announce them, before any of the body is read.
+ *
+ * Connections are bounded in total, below the open-file limit, and per
+ * client address, and a request whose headers stall is closed after the
+ * header timeout, which is shorter than the idle timeout, so idle clients
+ * cannot lock others out.
  */
 #ifndef DISTML_SERVE_HTTP_H
 #define DISTML_SERVE_HTTP_H
@@ -26,6 +31,14 @@ typedef struct {
     int port;                 /* 0 picks a free port */
     int threads;
     int64_t timeout_ms;       /* idle connection timeout, rounded up to seconds */
+    /* Idle timeout until a request's headers are complete, rounded up to
+     * seconds and at most TIMEOUT_MS. */
+    int64_t header_timeout_ms;
+    /* Open connections; 0 derives the limit from the open-file limit. */
+    int max_connections;
+    /* Connections from one client address; 0 for no limit, -1 for half of
+     * the maximum. */
+    int max_connections_per_ip;
     size_t max_body_bytes;
     int chunk;                /* maximum examples per forward pass without batching */
     srv_manager *manager;
@@ -35,12 +48,17 @@ typedef struct {
 
 typedef struct srv_http srv_http;
 
-/* Starts listening; returns NULL with dm_error() set on failure. CONFIG's
+/* Starts listening; returns NULL with dm_error() set on failure, which
+ * includes a MAX_CONNECTIONS that the open-file limit cannot hold. CONFIG's
  * pointers must outlive the server. */
 srv_http *srv_http_start(const srv_http_config *config);
 
 /* The port the server listens on. */
 int srv_http_port(const srv_http *h);
+
+/* The connection limits in effect, after the defaults are resolved. */
+int srv_http_max_connections(const srv_http *h);
+int srv_http_max_connections_per_ip(const srv_http *h);
 
 /* Stops accepting connections; open connections are still served. */
 void srv_http_quiesce(srv_http *h);

@@ -97,7 +97,7 @@ static void *run_client(void *arg)
 {
     client *c = arg;
     pthread_barrier_wait(c->start);
-    c->rc = srv_batcher_run(c->batcher, c->servable, c->x, 1, c->y);
+    c->rc = srv_batcher_run(c->batcher, c->servable, c->x, 1, c->y, false);
     return NULL;
 }
 
