@@ -870,7 +870,7 @@ static bool ends_with_chunked(const char *codings)
  * handle_connection runs, with an HTML page that the application cannot
  * replace: a malformed request line or header line (400, and no reply at
  * all to a request line without a space), a request line or headers over
- * the 128 KiB connection memory (414 or 431), an HTTP version other than
+ * the 32 KiB connection memory (414 or 431), an HTTP version other than
  * 1.x (505), a Content-Length that does not parse (400, with its status
  * line and headers sent twice) or that overflows 64 bits (413), and bad
  * chunked framing (400, or 413 for a chunk size over 64 bits). */
@@ -1047,8 +1047,14 @@ static void free_server(srv_http *h)
  * versions and for the log. */
 enum { SPARE_DESCRIPTORS = 32 };
 
+/* Each connection's buffers, which hold the request line and headers:
+ * 32 KiB, as nginx allows for a request's headers by default.
+ * libmicrohttpd 0.9.75 zeroes the whole buffer for every request, so a
+ * larger one costs time on every request, not only memory. */
+#define CONNECTION_MEMORY ((size_t)32 * 1024)
+
 /* The default connection limit when the open-file limit allows more,
- * because each connection may use 128 KiB of buffers, 8 GiB at this limit. */
+ * because each connection may use CONNECTION_MEMORY, 2 GiB at this limit. */
 enum { DEFAULT_MAX_CONNECTIONS = 65536 };
 
 /* Counts the file descriptors open now, from /proc/self/fd. */
@@ -1123,7 +1129,7 @@ static size_t keep_url_escaped(void *cls, struct MHD_Connection *c, char *text)
  * the full timeout back once a request's headers are complete.
  * NOTE: libmicrohttpd's timeouts count idle time, so a client that sends a
  * byte of its headers within every header timeout keeps the connection
- * until the headers fill the 128 KiB connection memory. The per-IP limit
+ * until the headers fill the 32 KiB connection memory. The per-IP limit
  * bounds how many such connections one address holds. */
 static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                               enum MHD_ConnectionNotificationCode code)
@@ -1204,7 +1210,7 @@ srv_http *srv_http_start(const srv_http_config *config)
         (unsigned int)config->threads, MHD_OPTION_CONNECTION_TIMEOUT, h->timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)h->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)h->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
         request_completed, h, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
         MHD_OPTION_URI_LOG_CALLBACK, start_header_timeout, h, MHD_OPTION_UNESCAPE_CALLBACK,
         keep_url_escaped, NULL, MHD_OPTION_END);

@@ -69,6 +69,9 @@ sample() {
     echo "$(($(date +%s%N) / 1000000 - t0)) $(replicas_field "'%d %d' % (j['ready_replicas'], j['desired_replicas'])")" \
         >>"$tmp/samples"
 }
+# A decision at the end of the second in which the load starts sees only
+# part of that second, so the load starts just after a decision.
+wait_after_decision "$tmp/router.log"
 t0=$(($(date +%s%N) / 1000000))
 hey -z "${load_seconds}s" -c 5 -m POST -T application/json -D "$tmp/body.json" \
     "$url/v1/models/fmnist:predict" >"$tmp/hey.txt" 2>&1 &

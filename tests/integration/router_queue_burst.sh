@@ -74,31 +74,6 @@ if ! command -v hey >/dev/null; then
     exit 0
 fi
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# Milliseconds since the router armed its one-second sampling timer, which
-# it does just before it logs the line that start_router reads the port from.
-router_clock() {
-    pattern='s|^\([^ ]*\) [0-9]* I listening on http://127\.0\.0\.1:[0-9]* for model .*|\1|p'
-    stamp=$(sed -n "$pattern" "$1" | head -1)
-    echo $(($(now_ms) - $(date -d "$stamp" +%s%3N)))
-}
-
-# Waits until the router's clock is 100 to 400 ms past a scaling decision,
-# which it makes every 2 s from its start.
-wait_after_decision() {
-    while :; do
-        phase=$(($(router_clock "$1") % 2000))
-        [ "$phase" -ge 100 ] && [ "$phase" -lt 400 ] && return 0
-        sleep "$(((2100 - phase) % 2000 / 1000)).$(printf '%03d' $(((2100 - phase) % 1000)))"
-    done
-}
-
-# hey's count of replies with STATUS, 0 when it got none.
-hey_count() {
-    awk -v code="[$2]" '$1 == code { n = $2 } END { print n + 0 }' "$1"
-}
-
 # The value of the unlabelled /metrics sample NAME.
 metric() {
     curl -s -m 5 "$url/metrics" | awk -v name="$1" '$1 == name { print $2 }'

@@ -9,6 +9,10 @@
 #                             JSON, `j`
 #   hey_failures FILE         print the replies other than 2xx plus the
 #                             errors in a hey report
+#   hey_count FILE STATUS     print hey's count of replies with STATUS
+#   now_ms                    print the wall clock in milliseconds
+#   wait_after_decision LOG   wait until the router of LOG is 100 to 400 ms
+#                             past a scaling decision
 
 start_router() {
     log="$1"
@@ -75,4 +79,29 @@ image, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 one = '{"image_bytes":{"b64":"%s"}}' % base64.b64encode(open(image, "rb").read()).decode()
 open(out, "w").write('{"instances":[' + ",".join([one] * count) + "]}")
 PY
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# Milliseconds since the router armed its one-second sampling timer, which
+# it does just before it logs the line that start_router reads the port from.
+router_clock() {
+    pattern='s|^\([^ ]*\) [0-9]* I listening on http://127\.0\.0\.1:[0-9]* for model .*|\1|p'
+    stamp=$(sed -n "$pattern" "$1" | head -1)
+    echo $(($(now_ms) - $(date -d "$stamp" +%s%3N)))
+}
+
+# Waits until the router's clock is 100 to 400 ms past a scaling decision,
+# which it makes every 2 s from its start.
+wait_after_decision() {
+    while :; do
+        phase=$(($(router_clock "$1") % 2000))
+        [ "$phase" -ge 100 ] && [ "$phase" -lt 400 ] && return 0
+        sleep "$(((2100 - phase) % 2000 / 1000)).$(printf '%03d' $(((2100 - phase) % 1000)))"
+    done
+}
+
+# hey's count of replies with STATUS, 0 when it got none.
+hey_count() {
+    awk -v code="[$2]" '$1 == code { n = $2 } END { print n + 0 }' "$1"
 }
