@@ -5,6 +5,7 @@
 #include "nn/fast_exp.h"
 #include "nn/layer.h"
 #include "nn/parallel.h"
+#include "nn/simd.h"
 
 #include <limits.h>
 #include <math.h>
@@ -14,6 +15,7 @@
  * operand unconditionally, so GCC vectorizes them (with
  * -fno-trapping-math, set in CMakeLists.txt). In-place calls (y == z) are
  * fine for these one-pass loops. */
+NN_MULTIVERSION
 static void relu_forward(const float *z, float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -22,12 +24,14 @@ static void relu_forward(const float *z, float *y, size_t n)
     }
 }
 
+NN_MULTIVERSION
 static void sigmoid_forward(const float *z, float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         y[i] = 1.0f / (1.0f + nn_fast_expf(-z[i]));
 }
 
+NN_MULTIVERSION
 static void relu_gradient(const float *restrict y, const float *restrict dy, float *restrict dz,
                           size_t n)
 {
@@ -37,6 +41,7 @@ static void relu_gradient(const float *restrict y, const float *restrict dy, flo
     }
 }
 
+NN_MULTIVERSION
 static void sigmoid_gradient(const float *restrict y, const float *restrict dy,
                              float *restrict dz, size_t n)
 {

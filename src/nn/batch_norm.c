@@ -7,6 +7,7 @@
  */
 #include "nn/layer.h"
 #include "nn/parallel.h"
+#include "nn/simd.h"
 
 #include <math.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 /* Per-channel sums of A and A * B over N rows of C channels (B may be A);
  * the channel loop is innermost and contiguous, so it vectorizes. */
+NN_MULTIVERSION
 static void channel_sums(const float *restrict a, const float *restrict b, size_t n, int c,
                          double *restrict sum_a, double *restrict sum_ab)
 {
@@ -41,11 +43,17 @@ static void channel_sums(const float *restrict a, const float *restrict b, size_
     }
 }
 
+/* Parts for N rows: one per thread from 1024 rows on. */
+static int row_parts(size_t n)
+{
+    return n >= 1024 ? nn_threads() : 1;
+}
+
 /* channel_sums over one part of the rows per thread, then added up. */
 static void channel_sums_parallel(const float *a, const float *b, size_t n, int c, double *sum_a,
                                   double *sum_ab)
 {
-    const int parts = n >= 1024 ? nn_threads() : 1;
+    const int parts = row_parts(n);
     double part_a[parts][c], part_ab[parts][c];
 #pragma omp parallel for schedule(static) if (parts > 1)
     for (int t = 0; t < parts; t++) {
@@ -62,14 +70,15 @@ static void channel_sums_parallel(const float *a, const float *b, size_t n, int 
     }
 }
 
-/* Per channel: xhat = (x - mean) * invstd and y = gamma * xhat + beta. */
-static void normalize_rows(const float *restrict x, float *restrict y, float *restrict xhat,
-                           size_t n, int c, const float *restrict mean,
+/* Per channel, over rows [R0, R1): xhat = (x - mean) * invstd and
+ * y = gamma * xhat + beta. */
+NN_MULTIVERSION
+static void normalize_part(const float *restrict x, float *restrict y, float *restrict xhat,
+                           long r0, long r1, int c, const float *restrict mean,
                            const float *restrict invstd, const float *restrict gamma,
                            const float *restrict beta)
 {
-#pragma omp parallel for schedule(static) if (n >= 1024 && nn_threads() > 1)
-    for (size_t i = 0; i < n; i++) {
+    for (long i = r0; i < r1; i++) {
         const float *xr = x + i * c;
         float *yr = y + i * c, *hr = xhat + i * c;
         for (int ch = 0; ch < c; ch++) {
@@ -80,25 +89,63 @@ static void normalize_rows(const float *restrict x, float *restrict y, float *re
     }
 }
 
-/* Per channel: y = x * scale + shift. */
-static void scale_shift_rows(const float *restrict x, float *restrict y, size_t n, int c,
+static void normalize_rows(const float *x, float *y, float *xhat, size_t n, int c,
+                           const float *mean, const float *invstd, const float *gamma,
+                           const float *beta)
+{
+    const int parts = row_parts(n);
+#pragma omp parallel for schedule(static) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        long r0, r1;
+        nn_split((long)n, parts, t, &r0, &r1);
+        normalize_part(x, y, xhat, r0, r1, c, mean, invstd, gamma, beta);
+    }
+}
+
+/* Per channel, over rows [R0, R1): y = x * scale + shift. */
+NN_MULTIVERSION
+static void scale_shift_part(const float *restrict x, float *restrict y, long r0, long r1, int c,
                              const float *restrict scale, const float *restrict shift)
 {
-#pragma omp parallel for schedule(static) if (n >= 1024 && nn_threads() > 1)
-    for (size_t i = 0; i < n; i++)
+    for (long i = r0; i < r1; i++)
         for (int ch = 0; ch < c; ch++)
             y[i * c + ch] = x[i * c + ch] * scale[ch] + shift[ch];
 }
 
-static void input_gradient(const float *restrict dy, const float *restrict xhat,
-                           float *restrict dx, size_t n, int c, const float *restrict k,
-                           const float *restrict mean_dy, const float *restrict mean_dy_xhat)
+static void scale_shift_rows(const float *x, float *y, size_t n, int c, const float *scale,
+                             const float *shift)
 {
-#pragma omp parallel for schedule(static) if (n >= 1024 && nn_threads() > 1)
-    for (size_t i = 0; i < n; i++)
+    const int parts = row_parts(n);
+#pragma omp parallel for schedule(static) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        long r0, r1;
+        nn_split((long)n, parts, t, &r0, &r1);
+        scale_shift_part(x, y, r0, r1, c, scale, shift);
+    }
+}
+
+NN_MULTIVERSION
+static void input_gradient_part(const float *restrict dy, const float *restrict xhat,
+                                float *restrict dx, long r0, long r1, int c,
+                                const float *restrict k, const float *restrict mean_dy,
+                                const float *restrict mean_dy_xhat)
+{
+    for (long i = r0; i < r1; i++)
         for (int ch = 0; ch < c; ch++)
             dx[i * c + ch] = k[ch] * (dy[i * c + ch] - mean_dy[ch] -
                                       xhat[i * c + ch] * mean_dy_xhat[ch]);
+}
+
+static void input_gradient(const float *dy, const float *xhat, float *dx, size_t n, int c,
+                           const float *k, const float *mean_dy, const float *mean_dy_xhat)
+{
+    const int parts = row_parts(n);
+#pragma omp parallel for schedule(static) if (parts > 1)
+    for (int t = 0; t < parts; t++) {
+        long r0, r1;
+        nn_split((long)n, parts, t, &r0, &r1);
+        input_gradient_part(dy, xhat, dx, r0, r1, c, k, mean_dy, mean_dy_xhat);
+    }
 }
 
 void batch_norm_forward(nn_layer *l, const float *x, float *y, int batch, bool training)
