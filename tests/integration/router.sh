@@ -11,17 +11,8 @@ set -u
 : "${DISTML:?set DISTML to the distml binary}"
 here=$(dirname "$0")
 fixtures="$here/../serve/fixtures"
-tmp="${DISTML_TEST_TMP:-/tmp}/router-sh.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp" || exit 2
-failures=0
-started=$(date +%s)
-
-pass() { echo "ok     $1"; }
-fail() {
-    echo "FAILED $1"
-    failures=$((failures + 1))
-}
+NAME=router-sh
+. "$here/lib/checks.sh"
 . "$here/lib/models.sh"
 . "$here/lib/server.sh"
 . "$here/lib/router.sh"
@@ -38,15 +29,6 @@ expect_exit() {
     else
         fail "$name: exit status $status, expected $expected with '$text'"
         sed 's/^/    stderr: /' "$tmp/err"
-    fi
-}
-
-# expect_equal NAME ACTUAL EXPECTED
-expect_equal() {
-    if [ "$2" = "$3" ]; then
-        pass "$1: $3"
-    else
-        fail "$1: '$2', expected '$3'"
     fi
 }
 
@@ -364,11 +346,4 @@ fi
 stop_router
 expect_equal "rps: SIGTERM exit status" "$router_status" 0
 
-echo "took $(($(date +%s) - started)) s"
-if [ "$failures" -ne 0 ]; then
-    echo "$failures checks failed; files kept in $tmp"
-    exit 1
-fi
-rm -rf "$tmp"
-echo "all checks passed"
-exit 0
+finish

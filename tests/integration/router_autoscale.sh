@@ -21,28 +21,11 @@ load_seconds="${DISTML_ROUTER_LOAD_SECONDS:-12}"
 window="${DISTML_ROUTER_STABLE_WINDOW:-10s}"
 here=$(dirname "$0")
 fixtures="$here/../serve/fixtures"
-tmp="${DISTML_TEST_TMP:-/tmp}/router-autoscale.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp" || exit 2
-failures=0
-started=$(date +%s)
-
-pass() { echo "ok     $1"; }
-fail() {
-    echo "FAILED $1"
-    failures=$((failures + 1))
-}
+NAME=router-autoscale
+. "$here/lib/checks.sh"
 . "$here/lib/models.sh"
 . "$here/lib/server.sh"
 . "$here/lib/router.sh"
-
-expect_equal() {
-    if [ "$2" = "$3" ]; then
-        pass "$1: $3"
-    else
-        fail "$1: '$2', expected '$3'"
-    fi
-}
 
 if ! command -v hey >/dev/null; then
     echo "skipped: hey is not installed (scripts/bootstrap installs it)"
@@ -144,12 +127,4 @@ fi
 stop_router
 expect_equal "SIGTERM: exit status" "$router_status" 0
 
-echo "took $(($(date +%s) - started)) s"
-if [ "$failures" -ne 0 ]; then
-    echo "$failures checks failed; files kept in $tmp"
-    grep -E "scaling|panic" "$tmp/router.log" | sed 's/^/    log: /'
-    exit 1
-fi
-rm -rf "$tmp"
-echo "all checks passed"
-exit 0
+finish print_scaling_log "$tmp/router.log"

@@ -11,28 +11,11 @@ set -u
 : "${DISTML:?set DISTML to the distml binary}"
 here=$(dirname "$0")
 fixtures="$here/../serve/fixtures"
-tmp="${DISTML_TEST_TMP:-/tmp}/router-faults.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp" || exit 2
-failures=0
-started=$(date +%s)
-
-pass() { echo "ok     $1"; }
-fail() {
-    echo "FAILED $1"
-    failures=$((failures + 1))
-}
+NAME=router-faults
+. "$here/lib/checks.sh"
 . "$here/lib/models.sh"
 . "$here/lib/server.sh"
 . "$here/lib/router.sh"
-
-expect_equal() {
-    if [ "$2" = "$3" ]; then
-        pass "$1: $3"
-    else
-        fail "$1: '$2', expected '$3'"
-    fi
-}
 
 expect_log() {
     if grep -qE -- "$2" "$tmp/router.log"; then
@@ -133,11 +116,4 @@ for pid in $pids; do
     fi
 done
 
-echo "took $(($(date +%s) - started)) s"
-if [ "$failures" -ne 0 ]; then
-    echo "$failures checks failed; files kept in $tmp"
-    exit 1
-fi
-rm -rf "$tmp"
-echo "all checks passed"
-exit 0
+finish

@@ -36,28 +36,11 @@ set -u
 load_seconds="${DISTML_ROUTER_LOAD_SECONDS:-10}"
 here=$(dirname "$0")
 fixtures="$here/../serve/fixtures"
-tmp="${DISTML_TEST_TMP:-/tmp}/router-queue-burst.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp" || exit 2
-failures=0
-started=$(date +%s)
-
-pass() { echo "ok     $1"; }
-fail() {
-    echo "FAILED $1"
-    failures=$((failures + 1))
-}
+NAME=router-queue-burst
+. "$here/lib/checks.sh"
 . "$here/lib/models.sh"
 . "$here/lib/server.sh"
 . "$here/lib/router.sh"
-
-expect_equal() {
-    if [ "$2" = "$3" ]; then
-        pass "$1: $3"
-    else
-        fail "$1: '$2', expected '$3'"
-    fi
-}
 
 # A test that stops early still stops its router and hey. The replicas get
 # SIGTERM when the router exits.
@@ -259,12 +242,4 @@ stop_router
 router_pid=""
 expect_equal "small queue: SIGTERM exit status" "$router_status" 0
 
-echo "took $(($(date +%s) - started)) s"
-if [ "$failures" -ne 0 ]; then
-    echo "$failures checks failed; files kept in $tmp"
-    grep -E "scaling|panic" "$tmp/router.log" | sed 's/^/    log: /'
-    exit 1
-fi
-rm -rf "$tmp"
-echo "all checks passed"
-exit 0
+finish print_scaling_log "$tmp/router.log"

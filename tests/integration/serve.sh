@@ -12,16 +12,8 @@ set -u
 : "${DISTML:?set DISTML to the distml binary}"
 here=$(dirname "$0")
 fixtures="$here/../serve/fixtures"
-tmp="${DISTML_TEST_TMP:-/tmp}/serve-sh.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp" || exit 2
-failures=0
-
-pass() { echo "ok     $1"; }
-fail() {
-    echo "FAILED $1"
-    failures=$((failures + 1))
-}
+NAME=serve-sh
+. "$here/lib/checks.sh"
 . "$here/lib/models.sh"
 . "$here/lib/server.sh"
 
@@ -376,10 +368,4 @@ else
     fail "drain: batched reply differs from the unbatched one"
 fi
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures checks failed; files kept in $tmp"
-    exit 1
-fi
-rm -rf "$tmp"
-echo "all checks passed"
-exit 0
+finish

@@ -1,7 +1,8 @@
 # Helpers sourced by the train and evaluate integration tests (POSIX sh).
-# The caller sets NAME before sourcing, and this file creates the scratch
-# folder $tmp from it. The checks print one "ok" or "FAILED" line each and
-# count failures, and the caller ends with `finish`.
+# The caller sets NAME before sourcing. lib/checks.sh, which this file
+# sources, creates the scratch folder $tmp from NAME and defines pass,
+# fail, expect_equal and finish. The checks print one "ok" or "FAILED" line
+# each and count failures, and the caller ends with `finish`.
 # Environment: DISTML (the binary), DISTML_TEST_TMP (scratch space).
 : "${DISTML:?set DISTML to the distml binary}"
 : "${NAME:?set NAME before sourcing common.sh}"
@@ -17,17 +18,7 @@ OPENBLAS_NUM_THREADS=1
 export OPENBLAS_NUM_THREADS
 unset DISTML_DATA_ROOT
 
-tmp="${DISTML_TEST_TMP:-/tmp}/$NAME.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp" || exit 2
-failures=0
-started=$(date +%s)
-
-pass() { echo "ok     $1"; }
-fail() {
-    echo "FAILED $1"
-    failures=$((failures + 1))
-}
+. "$(dirname "$0")/lib/checks.sh"
 
 # Runs the command with stdout in $tmp/out, stderr in $tmp/err, status in $status.
 run() {
@@ -61,15 +52,6 @@ expect_not_in() {
         grep -F -- "$3" "$tmp/$2" | sed "s/^/    $2: /"
     else
         pass "$1: $2 does not contain '$3'"
-    fi
-}
-
-# expect_equal NAME ACTUAL EXPECTED WHAT
-expect_equal() {
-    if [ "$2" = "$3" ]; then
-        pass "$1: $4 is $3"
-    else
-        fail "$1: $4 is '$2', expected '$3'"
     fi
 }
 
@@ -157,15 +139,4 @@ make_dataset() {
         sed 's/^/    stderr: /' "$tmp/err"
         exit 1
     fi
-}
-
-finish() {
-    echo "took $(($(date +%s) - started)) s"
-    if [ "$failures" -ne 0 ]; then
-        echo "$failures checks failed; files kept in $tmp"
-        exit 1
-    fi
-    rm -rf "$tmp"
-    echo "all checks passed"
-    exit 0
 }

@@ -13,6 +13,8 @@
 #   now_ms                    print the wall clock in milliseconds
 #   wait_after_decision LOG   wait until the router of LOG is 100 to 400 ms
 #                             past a scaling decision
+#   print_scaling_log LOG     print the scaling and panic lines of LOG,
+#                             indented, for a failed test's output
 
 start_router() {
     log="$1"
@@ -104,4 +106,8 @@ wait_after_decision() {
 # hey's count of replies with STATUS, 0 when it got none.
 hey_count() {
     awk -v code="[$2]" '$1 == code { n = $2 } END { print n + 0 }' "$1"
+}
+
+print_scaling_log() {
+    grep -E "scaling|panic" "$1" | sed 's/^/    log: /'
 }
