@@ -742,6 +742,22 @@ static cJSON *service_status(const char *name, int port, bool running, const cha
     return status;
 }
 
+/* Read the predictor's integer field KEY into *OUT, FALLBACK when it is
+ * absent; false when it is not a whole decimal number. */
+static bool whole_field(const ydoc_node *predictor, const char *key, long long fallback,
+                        long long *out)
+{
+    const char *text = scalar_at(predictor, KEYS(key));
+    if (text == NULL) {
+        *out = fallback;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    *out = strtoll(text, &end, 10);
+    return end != text && *end == '\0' && errno == 0;
+}
+
 /* Write the router's flags for the predictor's fields into ARGS: metric,
  * target, min and max replicas, container concurrency and request timeout
  * in ms, with KServe's defaults and checks. */
@@ -749,11 +765,21 @@ static int router_flags(wf_engine *e, const ydoc_node *predictor, const char *na
                         char args[6][32], char *message, size_t capacity)
 {
     const char *metric = scalar_at(predictor, KEYS("scaleMetric"));
-    const char *target = scalar_at(predictor, KEYS("scaleTarget"));
-    long long min = int_at(predictor, KEYS("minReplicas"), 1);
-    long long max = int_at(predictor, KEYS("maxReplicas"), 0);
-    long long concurrency = int_at(predictor, KEYS("containerConcurrency"), 0);
-    long long timeout = int_at(predictor, KEYS("timeout"), 300);
+    const char *fields[] = {"scaleTarget", "minReplicas", "maxReplicas", "containerConcurrency",
+                            "timeout"};
+    const long long fallbacks[] = {0, 1, 0, 0, 300};
+    long long values[5];
+    for (int i = 0; i < 5; i++) {
+        if (!whole_field(predictor, fields[i], fallbacks[i], &values[i])) {
+            snprintf(message, capacity,
+                     "InferenceService %s: spec.predictor.%s must be a whole number (got '%s')",
+                     name, fields[i], scalar_at(predictor, KEYS(fields[i])));
+            return -1;
+        }
+    }
+    const bool has_target = scalar_at(predictor, KEYS("scaleTarget")) != NULL;
+    long long target = values[0], min = values[1], max = values[2];
+    const long long concurrency = values[3], timeout = values[4];
     if (metric == NULL)
         metric = "concurrency";
     const char *problem = NULL;
@@ -766,10 +792,17 @@ static int router_flags(wf_engine *e, const ydoc_node *predictor, const char *na
         problem = "'MaxReplicas' cannot be less than 0";
     else if (max != 0 && min > max)
         problem = "'MinReplicas' cannot be greater than MaxReplicas";
+    else if (has_target && target < 1)
+        problem = "spec.predictor.scaleTarget must be at least 1";
     else if (concurrency < 0)
         problem = "spec.predictor.containerConcurrency cannot be less than 0";
     else if (timeout < 1)
         problem = "spec.predictor.timeout must be at least 1 second";
+    else if (min > 1000 || max > 1000)
+        problem = "minReplicas and maxReplicas must be at most 1000 on one machine";
+    else if (target > 1000000 || concurrency > 1000000 || timeout > 86400)
+        problem = "scaleTarget and containerConcurrency must be at most 1000000 and timeout at "
+                  "most 86400 seconds";
     if (problem != NULL) {
         snprintf(message, capacity, "InferenceService %s: %s", name, problem);
         return -1;
@@ -786,11 +819,10 @@ static int router_flags(wf_engine *e, const ydoc_node *predictor, const char *na
      * it on one machine. */
     if (max == 0)
         max = min > 10 ? min : 10;
+    if (!has_target)
+        target = strcmp(metric, "rps") == 0 ? 200 : 100;
     snprintf(args[0], 32, "%s", metric);
-    if (target != NULL)
-        snprintf(args[1], 32, "%s", target);
-    else
-        snprintf(args[1], 32, "%s", strcmp(metric, "rps") == 0 ? "200" : "100");
+    snprintf(args[1], 32, "%lld", target);
     snprintf(args[2], 32, "%lld", min);
     snprintf(args[3], 32, "%lld", max);
     snprintf(args[4], 32, "%lld", concurrency);

@@ -290,5 +290,9 @@ EOF
 run "$DISTML" workflow run "$tmp/bad-service.yaml" --data_root "$root"
 expect_status "minReplicas above maxReplicas" 1
 expect_in "minReplicas above maxReplicas" out "'MinReplicas' cannot be greater than MaxReplicas"
+sed 's/minReplicas: 3/scaleTarget: ten/' "$tmp/bad-service.yaml" >"$tmp/bad-target.yaml"
+run "$DISTML" workflow run "$tmp/bad-target.yaml" --data_root "$root"
+expect_status "scaleTarget not a number" 1
+expect_in "scaleTarget not a number" out "spec.predictor.scaleTarget must be a whole number (got 'ten')"
 
 finish
