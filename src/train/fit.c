@@ -14,6 +14,7 @@
 #include "train/tensorboard.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -39,18 +40,24 @@ void fit_schedule_default(fit_schedule *schedule)
     };
 }
 
-/* Split the comma-separated LIST into at most MAX items; returns the count
- * or -1 when there are more or one is empty. */
+/* Split the comma-separated LIST into at most MAX items, each without
+ * the spaces around it; returns the count or -1 when there are more or
+ * one is empty. */
 static int split_list(const char *list, char items[][64], int max)
 {
     int n = 0;
     const char *p = list;
     for (;;) {
         size_t len = strcspn(p, ",");
-        if (len == 0 || len >= 64 || n == max)
+        size_t start = 0, end = len;
+        while (start < end && isspace((unsigned char)p[start]))
+            start++;
+        while (end > start && isspace((unsigned char)p[end - 1]))
+            end--;
+        if (end == start || end - start >= 64 || n == max)
             return -1;
-        memcpy(items[n], p, len);
-        items[n++][len] = '\0';
+        memcpy(items[n], p + start, end - start);
+        items[n++][end - start] = '\0';
         if (p[len] == '\0')
             return n;
         p += len + 1;
@@ -74,7 +81,7 @@ int fit_schedule_parse(const char *boundaries, const char *values, fit_schedule 
         char *end;
         long e = strtol(b[i], &end, 10);
         int previous = i == 0 ? 0 : schedule->boundaries[i - 1];
-        if (*end != '\0' || e <= previous || e > 1000000)
+        if (!isdigit((unsigned char)b[i][0]) || *end != '\0' || e <= previous || e > 1000000)
             return dm_fail("invalid --lr_boundaries element %d '%s': expected an epoch above %d "
                            "(the boundaries increase)",
                            i, b[i], previous);

@@ -25,6 +25,11 @@ static void test_parsed_schedule(void)
     CHECK_NEAR(fit_learning_rate(&s, 9), 1e-3, 1e-9);
     CHECK_NEAR(fit_learning_rate(&s, 10), 1e-4, 1e-9);
 
+    /* Spaces around the items are ignored. */
+    CHECK_INT_EQ(fit_schedule_parse(" 3 , 7 ", "0.1, 0.01 ,0.001 ", &s), 0);
+    CHECK_INT_EQ(s.boundaries[1], 7);
+    CHECK_NEAR(s.values[2], 1e-3, 1e-9);
+
     /* No boundaries: one constant rate. */
     CHECK_INT_EQ(fit_schedule_parse("", "0.002", &s), 0);
     CHECK_INT_EQ(s.count, 0);
@@ -50,6 +55,8 @@ static void test_bad_schedules(void)
     expect_error("3", "0.1,nan", "--lr_values element 1 'nan'");
     expect_error("3", "0.1,2", "--lr_values element 1 '2'");
     expect_error("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", "0.1", "expected up to 15");
+    expect_error(" ", "0.1", "invalid --lr_boundaries ' '");
+    expect_error("+3", "0.1,0.1", "element 0 '+3'");
 }
 
 int main(void)
