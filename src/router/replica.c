@@ -36,6 +36,8 @@
 #define BACKOFF_MAX_S 30.0
 #define BACKOFF_RESET_S 60.0
 #define PROBE_STARTING_S 0.1 /* between probes until the replica is ready */
+#define PROBE_SLOW_AFTER_S 10.0 /* of not being ready, after which probes
+                                 * come every PROBE_READY_S (no model yet) */
 #define PROBE_READY_S 1.0    /* between probes of a ready replica */
 #define PROBE_TIMEOUT_S 2
 #define PROBE_FAILURES 3 /* consecutive failures that make a ready replica not ready */
@@ -382,7 +384,7 @@ static void on_probe_done(struct evhttp_request *reply, void *arg)
             router_replica_ready(r->router);
             schedule(r, PROBE_READY_S);
         } else {
-            schedule(r, PROBE_STARTING_S);
+            schedule(r, now - r->started < PROBE_SLOW_AFTER_S ? PROBE_STARTING_S : PROBE_READY_S);
         }
         return;
     }
