@@ -172,6 +172,14 @@ static int save_checkpoint(fit_state *s, int epochs_done)
     cJSON_AddStringToObject(state, "model_type", s->cfg->model_type);
     cJSON_AddNumberToObject(state, "batch_size_per_replica", s->cfg->batch_size_per_replica);
     cJSON_AddNumberToObject(state, "seed", (double)s->cfg->seed);
+    const fit_schedule *schedule = &s->cfg->schedule;
+    cJSON *boundaries = cJSON_AddArrayToObject(state, "lr_boundaries");
+    cJSON *values = cJSON_AddArrayToObject(state, "lr_values");
+    for (int i = 0; i <= schedule->count; i++) {
+        if (i < schedule->count)
+            cJSON_AddItemToArray(boundaries, cJSON_CreateNumber(schedule->boundaries[i]));
+        cJSON_AddItemToArray(values, cJSON_CreateNumber(schedule->values[i]));
+    }
     char *text = cJSON_PrintUnformatted(state);
     cJSON_Delete(state);
     if (text == NULL)
@@ -202,6 +210,35 @@ static double json_number(const cJSON *root, const char *key)
 
 /* Load the newest complete checkpoint; returns the number of epochs it
  * completed (0 when there is none) or -1. Only the chief reads it. */
+/* Warn when the checkpoint's STATE trained one of its first EPOCHS epochs
+ * at another learning rate than SCHEDULE gives it: the run goes on with
+ * SCHEDULE from there, as Keras's scheduler callback would. */
+static void warn_schedule_change(const cJSON *state, int epochs, const fit_schedule *schedule)
+{
+    const cJSON *boundaries = cJSON_GetObjectItemCaseSensitive(state, "lr_boundaries");
+    const cJSON *values = cJSON_GetObjectItemCaseSensitive(state, "lr_values");
+    const int n = cJSON_GetArraySize(boundaries);
+    if (!cJSON_IsArray(boundaries) || !cJSON_IsArray(values) || n > FIT_MAX_LR_BOUNDARIES ||
+        cJSON_GetArraySize(values) != n + 1)
+        return; /* written before schedules were recorded */
+    fit_schedule old = {.count = n};
+    for (int i = 0; i <= n; i++) {
+        if (i < n)
+            old.boundaries[i] = (int)cJSON_GetArrayItem(boundaries, i)->valuedouble;
+        old.values[i] = (float)cJSON_GetArrayItem(values, i)->valuedouble;
+    }
+    for (int e = 0; e < epochs; e++) {
+        float was = fit_learning_rate(&old, e), now = fit_learning_rate(schedule, e);
+        if (was != now) {
+            DM_WARN("the checkpoint trained epoch %d at learning rate %g, where this run's "
+                    "--lr_boundaries and --lr_values give %g; the new schedule applies from "
+                    "epoch %d on",
+                    e + 1, (double)was, (double)now, epochs + 1);
+            return;
+        }
+    }
+}
+
 static int read_checkpoint(fit_state *s)
 {
     int epoch = 0;
@@ -235,6 +272,7 @@ static int read_checkpoint(fit_state *s)
                 json_number(state, "seed"), s->cfg->batch_size_per_replica,
                 (unsigned long long)s->cfg->seed);
     } else if (restore_tensors(s, tensors, count) == 0) {
+        warn_schedule_change(state, epoch, &s->cfg->schedule);
         s->global_step = (int64_t)json_number(state, "global_step");
         s->opt.iterations = (int64_t)json_number(state, "optimizer_iterations");
         rc = s->global_step >= 0 && s->opt.iterations >= 0 ? epoch : dm_fail("bad state.json");

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Integration test for resuming `distml train` from its checkpoints. The
-# cases are a run extended from 2 to 4 epochs, a corrupt newest checkpoint,
+# cases are a run extended from 2 to 4 epochs, a resume with another
+# learning-rate schedule, a corrupt newest checkpoint,
 # a run killed with SIGKILL next to half-written checkpoint folders, a fresh
 # folder, and --noresume into the folder of an earlier run. Every resumed
 # run must end with the same optimizer step and byte-identical weights as an
@@ -68,6 +69,21 @@ expect_in "rerun of a finished run" err "already covers the 4 epochs requested"
 expect_epoch_lines "rerun of a finished run" 4 5
 expect_same_bytes "rerun of a finished run" \
     "$tmp/model-again/variables.safetensors" "$tmp/model-straight/variables.safetensors"
+
+# --- a resume whose schedule gives trained epochs another rate says so ---
+ckpt="$tmp/ckpt-schedule"
+train --epochs 2 --checkpoint_dir "$ckpt" --saved_model_dir "$tmp/model-schedule-2" \
+    --lr_boundaries 1 --lr_values 0.01,0.005
+expect_status "schedule: first 2 epochs" 0
+train --epochs 3 --checkpoint_dir "$ckpt" --saved_model_dir "$tmp/model-schedule-3" \
+    --lr_boundaries 1 --lr_values 0.01,0.002
+expect_status "schedule: changed on resume" 0
+expect_in "schedule: changed on resume" err \
+    "the checkpoint trained epoch 2 at learning rate 0.005, where this run's --lr_boundaries and --lr_values give 0.002; the new schedule applies from epoch 3 on"
+train --epochs 4 --checkpoint_dir "$ckpt" --saved_model_dir "$tmp/model-schedule-4" \
+    --lr_boundaries 1 --lr_values 0.01,0.002
+expect_status "schedule: unchanged on resume" 0
+expect_not_in "schedule: unchanged on resume" err "the checkpoint trained epoch"
 
 # --- a corrupt newest checkpoint is skipped for the one before it ---
 corrupt="$tmp/ckpt-corrupt"
