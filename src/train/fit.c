@@ -41,8 +41,8 @@ void fit_schedule_default(fit_schedule *schedule)
 }
 
 /* Split the comma-separated LIST into at most MAX items, each without
- * the spaces around it; returns the count or -1 when there are more or
- * one is empty. */
+ * the spaces around it. Returns the count, or -1 when there are more
+ * items or one is empty. */
 static int split_list(const char *list, char items[][64], int max)
 {
     int n = 0;
