@@ -50,7 +50,7 @@ expect_exit "bad bind address" 1 "invalid bind address 'nowhere'" \
     "$DISTML" router --bind_address nowhere --port 0
 
 root="$tmp/root"
-make_dataset "$root"
+make_noise_dataset "$root"
 base="$tmp/models/fmnist"
 make_model "$root" 1 2 "$base/1"
 M=fmnist

@@ -31,7 +31,7 @@ if ! command -v hey >/dev/null; then
 fi
 
 root="$tmp/root"
-make_dataset "$root"
+make_noise_dataset "$root"
 base="$tmp/models/fmnist"
 make_model "$root" 1 2 "$base/1"
 write_predict_body "$fixtures/F5-nonuniform-28.jpg" 50 "$tmp/body.json"

@@ -63,7 +63,7 @@ metric() {
 }
 
 root="$tmp/root"
-make_dataset "$root"
+make_noise_dataset "$root"
 base="$tmp/models/fmnist"
 make_model "$root" 1 2 "$base/1"
 write_predict_body "$fixtures/F5-nonuniform-28.jpg" 1000 "$tmp/body.json"

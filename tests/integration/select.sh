@@ -81,7 +81,7 @@ accuracy_of() {
 }
 
 root="$tmp/root"
-make_dataset "$root"
+make_noise_dataset "$root"
 models="$tmp/models"
 make_model "$root" 1 2 "$models/weak1"
 make_model "$root" 2 40 "$models/strong"

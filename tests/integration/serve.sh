@@ -18,7 +18,7 @@ NAME=serve-sh
 . "$here/lib/server.sh"
 
 root="$tmp/root"
-make_dataset "$root"
+make_noise_dataset "$root"
 make_model "$root" 1 2 "$tmp/models/a"
 make_model "$root" 2 40 "$tmp/models/b"
 

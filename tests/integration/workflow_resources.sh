@@ -15,9 +15,9 @@ PYTHON=/usr/bin/python3
 [ -x "$PYTHON" ] || PYTHON=python3
 root="$tmp/root"
 claim="$root/pvc/distml-data"
-# make_dataset writes the IDX files to $tmp/idx-source; the workflow
+# make_noise_dataset writes the IDX files to $tmp/idx-source; the workflow
 # ingests them itself.
-make_dataset "$tmp/scratch"
+make_noise_dataset "$tmp/scratch"
 
 cat >"$tmp/wf.yaml" <<EOF
 apiVersion: argoproj.io/v1alpha1

@@ -56,7 +56,7 @@ def check(name, condition, detail=""):
 
 def make_model(base):
     """Trains a cnn for a few steps on generated data into BASE/1."""
-    script = ('. "$1/tests/integration/lib/models.sh"; make_dataset "$tmp/root"; '
+    script = ('. "$1/tests/integration/lib/models.sh"; make_noise_dataset "$tmp/root"; '
               'make_model "$tmp/root" 1 2 "$2/1"')
     subprocess.run(["sh", "-c", script, "sh", SOURCE, base], check=True,
                    env=dict(os.environ, tmp=TMP, DISTML=DISTML))

@@ -1,6 +1,6 @@
 # Shared by the integration tests that need a prepared dataset and trained
 # model versions; source it after setting $DISTML and $tmp.
-#   make_dataset ROOT             ingest 16 images of deterministic noise into
+#   make_noise_dataset ROOT       ingest 16 images of deterministic noise into
 #                                 ROOT as both the training and the test split,
 #                                 so that a model trained longer scores higher
 #   make_model ROOT SEED STEPS OUT
@@ -18,7 +18,7 @@ noise_bytes() {
 idx_images_header() { printf '\000\000\010\003\000\000\000'"$1"'\000\000\000\034\000\000\000\034'; }
 idx_labels_header() { printf '\000\000\010\001\000\000\000'"$1"; }
 
-make_dataset() {
+make_noise_dataset() {
     src="$tmp/idx-source"
     mkdir -p "$src"
     { idx_images_header '\020'; noise_bytes 12544 1; } >"$src/train-images-idx3-ubyte"
