@@ -5,43 +5,9 @@
 # Environment: DISTML (the binary), DISTML_TEST_TMP (scratch space).
 set -u
 
-: "${DISTML:?set DISTML to the distml binary}"
+NAME=ingest-sh
+. "$(dirname "$0")/lib/common.sh"
 REAL_DIR=/usr/share/datasets/fashion-mnist
-tmp="${DISTML_TEST_TMP:-/tmp}/ingest-sh.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp" || exit 2
-failures=0
-
-pass() { echo "ok     $1"; }
-fail() {
-    echo "FAILED $1"
-    failures=$((failures + 1))
-}
-
-# Runs the command with stdout in $tmp/out, stderr in $tmp/err, status in $status.
-run() {
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    status=$?
-}
-
-expect_status() {
-    if [ "$status" -eq "$2" ]; then
-        pass "$1: exit status $2"
-    else
-        fail "$1: exit status $status, expected $2"
-        sed 's/^/    stderr: /' "$tmp/err"
-    fi
-}
-
-# expect_in NAME out|err TEXT: the captured stream contains TEXT.
-expect_in() {
-    if grep -qF -- "$3" "$tmp/$2"; then
-        pass "$1: $2 contains '$3'"
-    else
-        fail "$1: $2 does not contain '$3'"
-        sed "s/^/    $2: /" "$tmp/$2"
-    fi
-}
 
 # The magic a loader reports when it reads gzip bytes as IDX (0x1F8B0800).
 expect_no_gzip_magic_as_decimal() {
@@ -229,10 +195,4 @@ else
     expect_no_stray_dirs "real ingest with truncated labels" "$real_root"
 fi
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures checks failed; files kept in $tmp"
-    exit 1
-fi
-rm -rf "$tmp"
-echo "all checks passed"
-exit 0
+finish

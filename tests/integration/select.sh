@@ -8,45 +8,10 @@
 # Environment: DISTML (the binary), DISTML_TEST_TMP (scratch space).
 set -u
 
-: "${DISTML:?set DISTML to the distml binary}"
+NAME=select-sh
 here=$(dirname "$0")
-tmp="${DISTML_TEST_TMP:-/tmp}/select-sh.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp" || exit 2
-failures=0
+. "$here/lib/common.sh"
 . "$here/lib/models.sh"
-
-pass() { echo "ok     $1"; }
-fail() {
-    echo "FAILED $1"
-    failures=$((failures + 1))
-}
-
-# Runs the command with stdout in $tmp/out, stderr in $tmp/err, status in $status.
-run() {
-    "$@" >"$tmp/out" 2>"$tmp/err"
-    status=$?
-}
-
-expect_status() {
-    if [ "$status" -eq "$2" ]; then
-        pass "$1: exit status $2"
-    else
-        fail "$1: exit status $status, expected $2"
-        sed 's/^/    stdout: /' "$tmp/out"
-        sed 's/^/    stderr: /' "$tmp/err"
-    fi
-}
-
-# expect_in NAME out|err TEXT: the captured stream contains TEXT.
-expect_in() {
-    if grep -qF -- "$3" "$tmp/$2"; then
-        pass "$1: $2 contains '$3'"
-    else
-        fail "$1: $2 does not contain '$3'"
-        sed "s/^/    $2: /" "$tmp/$2"
-    fi
-}
 
 expect_same_tree() {
     if diff -r "$2" "$3" >/dev/null 2>&1; then
@@ -188,10 +153,4 @@ expect_status "no complete version" 1
 expect_in "no complete version" err "no complete model version among the candidates"
 expect_missing "no complete version" "$none/6"
 
-if [ "$failures" -ne 0 ]; then
-    echo "$failures checks failed; files kept in $tmp"
-    exit 1
-fi
-rm -rf "$tmp"
-echo "all checks passed"
-exit 0
+finish
