@@ -24,6 +24,7 @@
  * not seen by the mapping.
  */
 #include "workflow/engine.h"
+#include "workflow/path_map.h"
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -45,90 +46,6 @@
 
 /* Maximum size of an output parameter file read into a parameter value. */
 #define POD_PARAM_MAX (64 * 1024 * 1024)
-
-typedef struct {
-    char *from;
-    char *to;
-    bool exact; /* replace every occurrence, not only at path boundaries */
-} path_mapping;
-
-typedef struct {
-    path_mapping *items;
-    size_t count;
-} path_map;
-
-static void path_map_free(path_map *map)
-{
-    for (size_t i = 0; i < map->count; i++) {
-        free(map->items[i].from);
-        free(map->items[i].to);
-    }
-    free(map->items);
-    memset(map, 0, sizeof *map);
-}
-
-static int path_map_add(path_map *map, const char *from, const char *to, bool exact)
-{
-    path_mapping *items = realloc(map->items, (map->count + 1) * sizeof *items);
-    if (items == NULL)
-        return dm_fail("out of memory");
-    map->items = items;
-    items[map->count].from = strdup(from);
-    items[map->count].to = strdup(to);
-    items[map->count].exact = exact;
-    map->count++;
-    return 0;
-}
-
-static bool path_boundary(char c)
-{
-    return c == '\0' || c == ' ' || c == '\t' || c == '\n' || c == '\'' || c == '"' || c == '=' ||
-           c == ':' || c == ',' || c == ';' || c == '(' || c == ')' || c == '|' || c == '&' ||
-           c == '<' || c == '>' || c == '`' || c == '$' || c == '{' || c == '}';
-}
-
-/* Replace mapped paths in TEXT; returns a malloc'd string. Longer source
- * paths are tried first, so /data/models wins over /data. */
-static char *path_map_apply(const path_map *map, const char *text)
-{
-    size_t capacity = strlen(text) + 1, size = 0;
-    char *out = malloc(capacity);
-    if (out == NULL)
-        return NULL;
-    const char *s = text;
-    while (*s != '\0') {
-        const path_mapping *best = NULL;
-        size_t best_len = 0;
-        for (size_t i = 0; i < map->count; i++) {
-            const path_mapping *m = &map->items[i];
-            size_t n = strlen(m->from);
-            if (n <= best_len || strncmp(s, m->from, n) != 0)
-                continue;
-            bool starts = s == text || path_boundary(s[-1]);
-            bool ends = s[n] == '/' || path_boundary(s[n]);
-            if (m->exact || (starts && ends)) {
-                best = m;
-                best_len = n;
-            }
-        }
-        const char *piece = best != NULL ? best->to : s;
-        size_t piece_len = best != NULL ? strlen(best->to) : 1;
-        if (size + piece_len + 1 > capacity) {
-            capacity = (size + piece_len + 1) * 2;
-            char *grown = realloc(out, capacity);
-            if (grown == NULL) {
-                free(out);
-                return NULL;
-            }
-            out = grown;
-        }
-        memcpy(out + size, piece, piece_len);
-        size += piece_len;
-        s += best != NULL ? best_len : 1;
-    }
-    out[size] = '\0';
-    return out;
-}
 
 int wf_claim_dir(wf_engine *e, const char *claim, const char *sub_path, char *out,
                  size_t capacity)
@@ -209,7 +126,7 @@ static int map_command(const path_map *map, pod_command *c)
 {
     char **fields[] = {&c->working_dir, &c->source};
     for (size_t i = 0; i < c->argc; i++) {
-        char *mapped = path_map_apply(map, c->argv[i]);
+        char *mapped = wf_path_map_apply(map, c->argv[i]);
         if (mapped == NULL)
             return dm_fail("out of memory");
         free(c->argv[i]);
@@ -217,7 +134,7 @@ static int map_command(const path_map *map, pod_command *c)
     }
     for (size_t i = 0; i < c->env_count; i++) {
         char *eq = strchr(c->env[i], '=');
-        char *mapped = path_map_apply(map, eq + 1);
+        char *mapped = wf_path_map_apply(map, eq + 1);
         if (mapped == NULL)
             return dm_fail("out of memory");
         size_t n = (size_t)(eq - c->env[i]) + strlen(mapped) + 2;
@@ -234,7 +151,7 @@ static int map_command(const path_map *map, pod_command *c)
     for (size_t i = 0; i < 2; i++) {
         if (*fields[i] == NULL)
             continue;
-        char *mapped = path_map_apply(map, *fields[i]);
+        char *mapped = wf_path_map_apply(map, *fields[i]);
         if (mapped == NULL)
             return dm_fail("out of memory");
         free(*fields[i]);
@@ -370,7 +287,7 @@ static int plan_paths(wf_engine *e, const wf_template *t, const wf_scope *scope,
         if (v == NULL)
             return dm_fail("volume %s is not in spec.volumes", k->mounts[i].name);
         if (wf_claim_dir(e, v->claim_name, k->mounts[i].sub_path, dir, sizeof dir) != 0 ||
-            path_map_add(map, k->mounts[i].mount_path, dir, false) != 0)
+            wf_path_map_add(map, k->mounts[i].mount_path, dir, false) != 0)
             return -1;
     }
     for (size_t i = 0; i < t->output_count; i++) {
@@ -380,7 +297,7 @@ static int plan_paths(wf_engine *e, const wf_template *t, const wf_scope *scope,
         char *path = NULL;
         if (wf_substitute(t->outputs[i].path, scope, NULL, false, &path) != 0)
             return -1;
-        char *mapped = path_map_apply(map, path);
+        char *mapped = wf_path_map_apply(map, path);
         if (mapped != NULL && strcmp(mapped, path) != 0) {
             /* The file is on a volume: it is where the mount puts it. */
             output_files[i] = mapped;
@@ -397,7 +314,7 @@ static int plan_paths(wf_engine *e, const wf_template *t, const wf_scope *scope,
             *slash = '\0';
         int rc = fs_mkdir_p(parent);
         if (rc == 0)
-            rc = path_map_add(map, path, private_path, true);
+            rc = wf_path_map_add(map, path, private_path, true);
         free(path);
         if (rc != 0)
             return -1;
@@ -604,7 +521,7 @@ done:
     free(envp);
     if (output_files != NULL)
         wf_free_strings(output_files, t->output_count);
-    path_map_free(&map);
+    wf_path_map_free(&map);
     pod_command_free(&cmd);
     wf_scope_free(&pod_scope);
     return node;

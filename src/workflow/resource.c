@@ -39,6 +39,7 @@
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "workflow/engine.h"
+#include "workflow/path_map.h"
 
 #include "base/clock.h"
 #include "base/error.h"
@@ -116,66 +117,15 @@ static char **container_argv(const ydoc_node *container, size_t *count)
 
 /* ---- paths, as in pod.c, for a manifest's pod template ---- */
 
-typedef struct {
-    char *from;
-    char *to;
-} mount_map;
-
-static bool path_boundary(char c)
-{
-    return c == '\0' || strchr(" \t\n'\"=:,;()|&<>`${}", c) != NULL;
-}
-
-/* Replace mount paths in TEXT at path boundaries; returns a malloc'd copy. */
-static char *apply_mounts(const mount_map *maps, size_t count, const char *text)
-{
-    size_t capacity = strlen(text) + 1, size = 0;
-    char *out = malloc(capacity);
-    for (const char *s = text; out != NULL && *s != '\0';) {
-        const mount_map *best = NULL;
-        size_t best_len = 0;
-        for (size_t i = 0; i < count; i++) {
-            size_t n = strlen(maps[i].from);
-            if (n > best_len && strncmp(s, maps[i].from, n) == 0 &&
-                (s == text || path_boundary(s[-1])) && (s[n] == '/' || path_boundary(s[n]))) {
-                best = &maps[i];
-                best_len = n;
-            }
-        }
-        const char *piece = best != NULL ? best->to : s;
-        size_t piece_len = best != NULL ? strlen(best->to) : 1;
-        if (size + piece_len + 1 > capacity) {
-            capacity = (size + piece_len + 1) * 2;
-            char *grown = realloc(out, capacity);
-            if (grown == NULL) {
-                free(out);
-                return NULL;
-            }
-            out = grown;
-        }
-        memcpy(out + size, piece, piece_len);
-        size += piece_len;
-        s += best != NULL ? best_len : 1;
-    }
-    if (out != NULL)
-        out[size] = '\0';
-    return out;
-}
-
 /* Map the volumeMounts of CONTAINER, whose pod spec is POD_SPEC, to claim
- * folders. Returns the number of mappings in *MAPS. */
+ * folders in MAP. */
 static int plan_mounts(wf_engine *e, const ydoc_node *pod_spec, const ydoc_node *container,
-                       mount_map **maps, size_t *count)
+                       path_map *map)
 {
     const ydoc_node *mounts = ydoc_get(container, "volumeMounts");
     const ydoc_node *volumes = ydoc_get(pod_spec, "volumes");
-    *maps = NULL;
-    *count = 0;
     if (mounts == NULL || mounts->kind != YDOC_SEQ)
         return 0;
-    *maps = calloc(mounts->count + 1, sizeof **maps);
-    if (*maps == NULL)
-        return dm_fail("out of memory");
     for (size_t i = 0; i < mounts->count; i++) {
         const char *name = scalar_at(mounts->items[i], KEYS("name"));
         const char *mount_path = scalar_at(mounts->items[i], KEYS("mountPath"));
@@ -195,26 +145,16 @@ static int plan_mounts(wf_engine *e, const ydoc_node *pod_spec, const ydoc_node 
         char dir[4096];
         if (wf_claim_dir(e, claim, sub_path, dir, sizeof dir) != 0)
             return -1;
-        (*maps)[*count].from = strdup(mount_path);
-        (*maps)[*count].to = strdup(dir);
-        (*count)++;
+        if (wf_path_map_add(map, mount_path, dir, false) != 0)
+            return -1;
     }
     return 0;
 }
 
-static void free_mounts(mount_map *maps, size_t count)
-{
-    for (size_t i = 0; i < count; i++) {
-        free(maps[i].from);
-        free(maps[i].to);
-    }
-    free(maps);
-}
-
 /* The process environment: the runner's, the container's env (mapped),
  * and the extra entries EXTRA (NULL-ended). Returns malloc'd entries. */
-static char **job_environment(wf_engine *e, const ydoc_node *container, const mount_map *maps,
-                              size_t map_count, const char *const *extra)
+static char **job_environment(wf_engine *e, const ydoc_node *container, const path_map *map,
+                              const char *const *extra)
 {
     const ydoc_node *env = ydoc_get(container, "env");
     size_t base = 0, own = env != NULL && env->kind == YDOC_SEQ ? env->count : 0, more = 0;
@@ -231,7 +171,7 @@ static char **job_environment(wf_engine *e, const ydoc_node *container, const mo
         const char *value = scalar_at(env->items[i], KEYS("value"));
         if (name == NULL)
             continue;
-        char *mapped = apply_mounts(maps, map_count, value != NULL ? value : "");
+        char *mapped = wf_path_map_apply(map, value != NULL ? value : "");
         size_t len = strlen(name) + (mapped ? strlen(mapped) : 0) + 2;
         out[n] = malloc(len);
         if (out[n] != NULL)
@@ -261,7 +201,7 @@ static void free_argv(char **argv)
 
 /* Replace "distml" words that do not exist here with this binary, and
  * map volume paths, in ARGV. */
-static void map_argv(wf_engine *e, char **argv, const mount_map *maps, size_t map_count)
+static void map_argv(wf_engine *e, char **argv, const path_map *map)
 {
     for (size_t i = 0; argv[i] != NULL; i++) {
         const char *base = strrchr(argv[i], '/');
@@ -272,7 +212,7 @@ static void map_argv(wf_engine *e, char **argv, const mount_map *maps, size_t ma
             argv[i] = strdup(e->options->self_exe);
             continue;
         }
-        char *mapped = apply_mounts(maps, map_count, argv[i]);
+        char *mapped = wf_path_map_apply(map, argv[i]);
         if (mapped != NULL) {
             free(argv[i]);
             argv[i] = mapped;
@@ -481,26 +421,25 @@ static int run_job(wf_engine *e, const wf_invocation *inv, const wf_scope *scope
             argv[i + 3] = command[i];
         free(command);
     }
-    mount_map *maps = NULL;
-    size_t map_count = 0;
+    path_map map = {0};
     char pod_name[512], pod_dir[4600], log_path[4600], marker[512];
     wf_pod_name(e->name, inv->tmpl->name, inv->node_name, pod_name, sizeof pod_name);
     snprintf(pod_dir, sizeof pod_dir, "%s/%s", e->pods_dir, pod_name);
     snprintf(log_path, sizeof log_path, "%s/%s.log", e->logs_dir, pod_name);
     snprintf(marker, sizeof marker, "DISTML_WORKFLOW_NODE=%s/%s", e->name, node->id);
-    if (plan_mounts(e, pod_spec, container, &maps, &map_count) != 0 || fs_mkdir_p(pod_dir) != 0 ||
+    if (plan_mounts(e, pod_spec, container, &map) != 0 || fs_mkdir_p(pod_dir) != 0 ||
         fs_mkdir_p(e->logs_dir) != 0) {
         snprintf(message, capacity, "%s", dm_error());
         free_argv(argv);
-        free_mounts(maps, map_count);
+        wf_path_map_free(&map);
         return -1;
     }
-    map_argv(e, argv, maps, map_count);
+    map_argv(e, argv, &map);
     /* The ranks share this machine, which may have fewer cores than ranks. */
     const char *extra[] = {marker, "OMPI_MCA_rmaps_base_oversubscribe=1", NULL};
-    char **envp = job_environment(e, container, maps, map_count, extra);
+    char **envp = job_environment(e, container, &map, extra);
     const char *working_dir = scalar_at(container, KEYS("workingDir"));
-    char *cwd = working_dir != NULL ? apply_mounts(maps, map_count, working_dir) : NULL;
+    char *cwd = working_dir != NULL ? wf_path_map_apply(&map, working_dir) : NULL;
     DM_INFO("workflow %s: %s %s runs %lld rank%s here: %s ...", e->name, mpi ? "MPIJob" : "TFJob",
             name, ranks, ranks == 1 ? "" : "s", argv[0]);
     job_start_context sc = {e, node};
@@ -522,7 +461,7 @@ static int run_job(wf_engine *e, const wf_invocation *inv, const wf_scope *scope
     free_argv(argv);
     free_argv(envp);
     free(cwd);
-    free_mounts(maps, map_count);
+    wf_path_map_free(&map);
     if (rc != 0 || result.start_failed) {
         snprintf(message, capacity, "%s", rc != 0 ? dm_error() : result.error);
         wf_process_result_free(&result);
