@@ -349,8 +349,8 @@ int cmd_serve(int argc, char **argv)
     if (status >= 0)
         return status;
     /* With batching, each HTTP thread waits while its request is in a
-     * batch, so enough threads are needed to fill every batch thread's
-     * batch; otherwise the threads, not the batches, limit throughput. */
+     * batch. So the default gives every batch thread enough requests to
+     * fill its batch, because otherwise the HTTP threads limit throughput. */
     if (o.http_threads == 0) {
         o.http_threads = 4 * cpus;
         if (o.batching && o.max_batch_size * o.batch_threads > o.http_threads)

@@ -866,14 +866,15 @@ static bool ends_with_chunked(const char *codings)
     return n == strlen("chunked") && strncasecmp(last, "chunked", n) == 0;
 }
 
-/* NOTE: libmicrohttpd 0.9.75 replies to these requests itself, before
- * handle_connection runs, with an HTML page that the application cannot
- * replace: a malformed request line or header line (400, and no reply at
- * all to a request line without a space), a request line or headers over
- * the 32 KiB connection memory (414 or 431), an HTTP version other than
- * 1.x (505), a Content-Length that does not parse (400, with its status
- * line and headers sent twice) or that overflows 64 bits (413), and bad
- * chunked framing (400, or 413 for a chunk size over 64 bits). */
+/* NOTE: libmicrohttpd 0.9.75 replies to the requests below itself, before
+ * handle_connection runs, with an HTML page the application cannot replace:
+ *   - a malformed request line or header line: 400, and no reply at all to
+ *     a request line without a space;
+ *   - a request line or headers over the 32 KiB connection memory: 414 or 431;
+ *   - an HTTP version other than 1.x: 505;
+ *   - a Content-Length that does not parse (400, with its status line and
+ *     headers sent twice) or that overflows 64 bits (413);
+ *   - bad chunked framing: 400, or 413 for a chunk size over 64 bits. */
 
 /* Queues the error reply for a request whose head the server rejects
  * before reading the body, and returns whether it did. *RESULT is the

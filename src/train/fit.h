@@ -60,16 +60,16 @@ typedef struct {
 
 void fit_config_default(fit_config *cfg);
 
-/* The reference design's schedule: boundaries 3 and 7, values 1e-3,
- * 1e-4 and 1e-5. */
+/* Set SCHEDULE to the reference design's: boundaries 3 and 7, values
+ * 1e-3, 1e-4 and 1e-5. */
 void fit_schedule_default(fit_schedule *schedule);
 
 /* Parse BOUNDARIES ("3,7": increasing epochs, at least 1) and VALUES
  * ("0.001,0.0001,0.00001": one more positive number than boundaries) into
- * SCHEDULE; -1 with the error set naming the bad element. */
+ * SCHEDULE. Returns 0, or -1 with the error naming the bad element. */
 int fit_schedule_parse(const char *boundaries, const char *values, fit_schedule *schedule);
 
-/* Learning rate for 0-based EPOCH under SCHEDULE. */
+/* Return the learning rate of 0-based EPOCH under SCHEDULE. */
 float fit_learning_rate(const fit_schedule *schedule, int epoch);
 
 int fit_run(const fit_config *cfg, const ds_split *train, fit_result *result);

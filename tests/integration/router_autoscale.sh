@@ -52,7 +52,7 @@ sample() {
     echo "$(($(date +%s%N) / 1000000 - t0)) $(replicas_field "'%d %d' % (j['ready_replicas'], j['desired_replicas'])")" \
         >>"$tmp/samples"
 }
-# A decision at the end of the second in which the load starts sees only
+# A decision at the end of the second in which the load starts counts only
 # part of that second, so the load starts just after a decision.
 wait_after_decision "$tmp/router.log"
 t0=$(($(date +%s%N) / 1000000))

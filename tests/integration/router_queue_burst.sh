@@ -24,9 +24,9 @@
 # that sets the first scale-up covers only the last whole second. The
 # router samples the load every second and decides every 2 s from its
 # start. A decision at the end of the second in which the burst starts
-# sees only part of it (a burst that started 350 ms into that second gave
-# 1 -> 6 -> 10), so the load starts 100 to 400 ms after a decision, and the
-# first decision sees a whole second of the burst.
+# counts only part of it (a burst that started 350 ms into that second gave
+# 1 -> 6 -> 10). So the load starts 100 to 400 ms after a decision, and the
+# first decision counts a whole second of the burst.
 # Load seconds default to 10; set DISTML_ROUTER_LOAD_SECONDS for more.
 # Traffic goes to 127.0.0.1 only; every process is stopped by PID.
 # Environment: DISTML (the binary), DISTML_TEST_TMP (scratch space).

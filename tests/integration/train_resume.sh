@@ -70,7 +70,7 @@ expect_epoch_lines "rerun of a finished run" 4 5
 expect_same_bytes "rerun of a finished run" \
     "$tmp/model-again/variables.safetensors" "$tmp/model-straight/variables.safetensors"
 
-# --- a resume whose schedule gives trained epochs another rate says so ---
+# --- a resume that changes a trained epoch's rate warns ---
 ckpt="$tmp/ckpt-schedule"
 train --epochs 2 --checkpoint_dir "$ckpt" --saved_model_dir "$tmp/model-schedule-2" \
     --lr_boundaries 1 --lr_values 0.01,0.005
