@@ -30,7 +30,7 @@ int main(int argc, char **argv)
     nn_set_threads(1);
     for (int t = 0; t < 3; t++) {
         nn_model m;
-        if (nn_model_create(&m, nn_model_types[t], 1) != 0)
+        if (nn_model_create(&m, nn_model_types[t], 1) != 0 || nn_model_prepare_inference(&m) != 0)
             return 1;
         for (int b = 0; b < 3; b++) {
             const int batch = batches[b], passes = examples / batch;

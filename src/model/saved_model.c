@@ -372,7 +372,8 @@ int saved_model_load(const char *dir, nn_model *m)
     if (rc != 0)
         return dm_fail_context("cannot load model %s", dir);
     snprintf(path, sizeof path, "%s/%s", dir, SAVED_MODEL_VARIABLES_FILE);
-    if (st_read(path, &tensors, &count) != 0 || load_variables(m, tensors, count) != 0) {
+    if (st_read(path, &tensors, &count) != 0 || load_variables(m, tensors, count) != 0 ||
+        nn_model_prepare_inference(m) != 0) {
         st_free(tensors, count);
         nn_model_free(m);
         return dm_fail_context("cannot load model %s", dir);

@@ -6,10 +6,17 @@
  * adjacent in the model's variable buffer, so together they form one
  * (kh*kw*cin + 1, cout) matrix, and a single sgemm computes x * W + b in
  * forward and both gradients in backward.
+ *
+ * Inference takes two faster routes where they apply: Winograd F(4x4,
+ * 3x3) (nn/winograd.c) once nn_model_prepare_inference has transformed
+ * the kernel, and the direct method for layers with few input channels,
+ * whose im2col rows are too short for sgemm to run well.
  */
 #include "nn/layer.h"
 #include "nn/linear.h"
 #include "nn/parallel.h"
+#include "nn/simd.h"
+#include "nn/winograd.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -60,7 +67,7 @@ static void col2im(const float *col, float *dx, int batch, int ih, int iw, int c
 
 /* Images per im2col tile: about TILE_FLOATS floats (1 MiB), so a tile
  * stays in cache between im2col, the GEMM that reads it and, in
- * backward, col2im. */
+ * backward, col2im. Winograd's chunks hold as many images. */
 #define TILE_FLOATS (256 * 1024)
 
 int conv2d_tile_images(const nn_layer *l)
@@ -70,15 +77,27 @@ int conv2d_tile_images(const nn_layer *l)
     return images > 0 ? (int)images : 1;
 }
 
-/* Make l->col hold one tile per part; on failure fall back to fewer
- * parts (reserve always leaves room for one). Returns the parts to use. */
+/* Scratch floats of one thread's part: an im2col tile or, when larger,
+ * Winograd's transformed tiles and work area for as many images. */
+size_t conv2d_part_floats(const nn_layer *l)
+{
+    const size_t images = (size_t)conv2d_tile_images(l);
+    const size_t im2col = images * l->out.h * l->out.w * (l->kernel * l->kernel * l->in.c + 1);
+    size_t winograd = 0;
+    if (l->kernel == 3)
+        winograd = images * winograd_floats_per_image(l->out.h, l->out.w, l->in.c, l->out.c) +
+                   winograd_work_floats(l->in.c, l->out.c);
+    return im2col > winograd ? im2col : winograd;
+}
+
+/* Make l->col hold one part's scratch per part; on failure fall back to
+ * fewer parts (reserve always leaves room for one). Returns the parts to
+ * use. */
 static int reserve_tiles(nn_layer *l, int parts)
 {
     if (l->col_parts >= parts)
         return parts;
-    const size_t tile = (size_t)conv2d_tile_images(l) * l->out.h * l->out.w *
-                        (l->kernel * l->kernel * l->in.c + 1);
-    float *grown = realloc(l->col, (size_t)parts * tile * sizeof(float));
+    float *grown = realloc(l->col, (size_t)parts * conv2d_part_floats(l) * sizeof(float));
     if (grown == NULL)
         return l->col_parts;
     l->col = grown;
@@ -99,29 +118,125 @@ static int reserve_partials(nn_layer *l, int parts, size_t size)
     return 0;
 }
 
+/* Direct convolution of one image, output channels in the vector lanes:
+ * BLOCK pixels of a row share each kernel load. COUT is a multiple of
+ * LANES. */
+typedef float lanes_t __attribute__((vector_size(64), aligned(4)));
+enum { LANES = 16, BLOCK = 8 };
+
+/* ACC[0..PIXELS) += the kernel rows' taps over the PIXELS inputs from X
+ * onwards, for output channels C0..C0+LANES. */
+static inline void direct_conv_pixels(lanes_t *acc, int pixels, const float *x,
+                                      const float *w, int iw, int cin, int cout, int c0)
+{
+    const int row_taps = 3 * cin;
+    for (int ky = 0; ky < 3; ky++) {
+        const float *xr = x + (size_t)ky * iw * cin;
+        const float *wr = w + (size_t)ky * row_taps * cout + c0;
+        for (int t = 0; t < row_taps; t++) {
+            const lanes_t wv = *(const lanes_t *)(wr + (size_t)t * cout);
+            for (int p = 0; p < pixels; p++)
+                acc[p] += xr[(size_t)p * cin + t] * wv;
+        }
+    }
+}
+
+NN_MULTIVERSION
+static void direct_conv_image(const float *restrict x, const float *restrict w,
+                              const float *restrict bias, float *restrict y, int iw, int cin,
+                              int oh, int ow, int cout)
+{
+    for (int oy = 0; oy < oh; oy++) {
+        const float *xr = x + (size_t)oy * iw * cin;
+        float *yr = y + (size_t)oy * ow * cout;
+        for (int c0 = 0; c0 < cout; c0 += LANES) {
+            const lanes_t b = *(const lanes_t *)(bias + c0);
+            int ox = 0;
+            for (; ox + BLOCK <= ow; ox += BLOCK) {
+                lanes_t acc[BLOCK];
+                for (int p = 0; p < BLOCK; p++)
+                    acc[p] = b;
+                direct_conv_pixels(acc, BLOCK, xr + (size_t)ox * cin, w, iw, cin, cout, c0);
+                for (int p = 0; p < BLOCK; p++)
+                    *(lanes_t *)(yr + (size_t)(ox + p) * cout + c0) = acc[p];
+            }
+            for (; ox < ow; ox++) {
+                lanes_t acc = b;
+                direct_conv_pixels(&acc, 1, xr + (size_t)ox * cin, w, iw, cin, cout, c0);
+                *(lanes_t *)(yr + (size_t)ox * cout + c0) = acc;
+            }
+        }
+    }
+}
+
+/* The direct method beats im2col and sgemm when the kernel spans few
+ * input channels (3x3x1 on the first layer). */
+static bool use_direct(const nn_layer *l)
+{
+    return l->kernel == 3 && l->in.c <= 2 && l->out.c % LANES == 0;
+}
+
+/* Winograd needs its transformed kernel, and several tiles per call to
+ * beat im2col: a map of 3x3 outputs is a single tile. */
+static bool use_winograd(const nn_layer *l, int batch)
+{
+    const int tiles = ((l->out.h + 3) / 4) * ((l->out.w + 3) / 4);
+    return l->winograd != NULL && (long)tiles * batch >= 4;
+}
+
+int conv2d_prepare_inference(nn_layer *l)
+{
+    free(l->winograd);
+    l->winograd = NULL;
+    if (l->kernel != 3 || l->in.c < 8)
+        return 0;
+    l->winograd = malloc(winograd_kernel_floats(l->in.c, l->out.c) * sizeof(float));
+    if (l->winograd == NULL)
+        return -1;
+    winograd_transform_kernel(l->params[0].value, l->in.c, l->out.c, l->winograd);
+    return 0;
+}
+
 void conv2d_forward(nn_layer *l, const float *x, float *y, int batch, bool training)
 {
-    (void)training;
     const int k = l->kernel, cin = l->in.c, n = l->out.c;
     const int width = k * k * cin + 1;
     const size_t pixels = (size_t)l->out.h * l->out.w, in_size = nn_shape_size(l->in);
     const int tile_images = conv2d_tile_images(l);
     const int parts = reserve_tiles(l, nn_parts(batch));
+    /* Training changes the kernel, so its Winograd form goes stale. */
+    if (training && l->winograd != NULL) {
+        free(l->winograd);
+        l->winograd = NULL;
+    }
+    const bool direct = !training && use_direct(l);
+    const bool winograd = !training && !direct && use_winograd(l, batch);
 
 #pragma omp parallel for schedule(static) if (parts > 1)
     for (int t = 0; t < parts; t++) {
         long b0, b1;
         nn_split(batch, parts, t, &b0, &b1);
-        float *col = l->col + (size_t)t * tile_images * pixels * width;
+        float *col = l->col + (size_t)t * conv2d_part_floats(l);
         for (long b = b0; b < b1; b += tile_images) {
             const int images = (int)(b1 - b < tile_images ? b1 - b : tile_images);
             const size_t rows = (size_t)images * pixels;
+            const float *in = x + (size_t)b * in_size;
             float *out = y + (size_t)b * pixels * n;
-            im2col(x + (size_t)b * in_size, col, images, l->in.h, l->in.w, cin, k, l->out.h,
-                   l->out.w);
-            /* params[0] (kernel) is followed by params[1] (bias) in memory. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, width, 1.0f,
-                        col, width, l->params[0].value, n, 0.0f, out, n);
+            if (direct) {
+                for (int i = 0; i < images; i++)
+                    direct_conv_image(in + i * in_size, l->params[0].value, l->params[1].value,
+                                      out + i * pixels * n, l->in.w, cin, l->out.h, l->out.w, n);
+            } else if (winograd) {
+                const size_t scratch = (size_t)images * winograd_floats_per_image(
+                                                            l->out.h, l->out.w, cin, n);
+                winograd_conv(l->winograd, l->params[1].value, in, out, images, l->in.h,
+                              l->in.w, cin, n, col, col + scratch);
+            } else {
+                im2col(in, col, images, l->in.h, l->in.w, cin, k, l->out.h, l->out.w);
+                /* params[0] (kernel) is followed by params[1] (bias) in memory. */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, width, 1.0f,
+                            col, width, l->params[0].value, n, 0.0f, out, n);
+            }
             if (!l->relu_to_next)
                 activation_apply(l->activation, out, out, rows * n, n);
         }
@@ -144,7 +259,7 @@ void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *d
     for (int t = 0; t < parts; t++) {
         long b0, b1;
         nn_split(batch, parts, t, &b0, &b1);
-        float *col = l->col + (size_t)t * tile_images * pixels * width;
+        float *col = l->col + (size_t)t * conv2d_part_floats(l);
         /* d[kernel; bias] = col^T dz, written to the adjacent gradients;
          * parts after the first write partial sums, added below. */
         float *grad = t == 0 ? l->params[0].grad : l->partial + (size_t)(t - 1) * grad_size;

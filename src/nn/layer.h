@@ -95,6 +95,11 @@ typedef struct nn_layer {
                       * the first, summed at the end of backward */
     int partial_parts;
 
+    /* Conv2D: the kernel in Winograd form for inference, set by
+     * conv2d_prepare_inference and dropped by a training forward pass;
+     * NULL when the layer runs without it. */
+    float *winograd;
+
     /* Dropout masks are a function of (seed, step, example id, unit), so a
      * batch split across workers draws the same mask per example as one
      * worker running the whole batch. The model sets these before a
@@ -109,8 +114,13 @@ static inline size_t nn_shape_size(nn_shape s)
     return (size_t)s.h * (size_t)s.w * (size_t)s.c;
 }
 
-/* Images per im2col tile of a Conv2D layer. */
+/* Images per im2col tile of a Conv2D layer, and the scratch floats that
+ * each thread's part of the batch needs. */
 int conv2d_tile_images(const nn_layer *l);
+size_t conv2d_part_floats(const nn_layer *l);
+/* Transform the kernel for Winograd inference where that pays; call again
+ * after the kernel changes. Returns -1 when out of memory. */
+int conv2d_prepare_inference(nn_layer *l);
 void conv2d_forward(nn_layer *l, const float *x, float *y, int batch, bool training);
 void conv2d_backward(nn_layer *l, const float *x, const float *y, const float *dy, float *dx,
                      int batch);

@@ -312,6 +312,10 @@ static void free_scratch(nn_model *m)
 void nn_model_free(nn_model *m)
 {
     free_scratch(m);
+    for (int i = 0; i < m->num_layers; i++) {
+        free(m->layers[i].winograd);
+        m->layers[i].winograd = NULL;
+    }
     free(m->trainable);
     free(m->grads);
     free(m->non_trainable);
@@ -325,9 +329,8 @@ static int reserve_layer(nn_layer *l, int batch)
 
     switch (l->kind) {
     case NN_CONV2D: {
-        /* One im2col tile; conv2d_forward grows it to one per thread. */
-        size_t rows = (size_t)conv2d_tile_images(l) * l->out.h * l->out.w;
-        ok = (l->col = dm_malloc(rows * (l->kernel * l->kernel * l->in.c + 1) * sizeof(float))) &&
+        /* One part's scratch; conv2d_forward grows it to one per thread. */
+        ok = (l->col = dm_malloc(conv2d_part_floats(l) * sizeof(float))) &&
              (l->dz = dm_malloc(out * sizeof(float)));
         l->col_parts = ok ? 1 : 0;
         break;
@@ -395,6 +398,14 @@ void nn_model_set_dropout_key(nn_model *m, uint64_t seed, uint64_t step, const u
         m->layers[i].dropout_step = step;
         m->layers[i].example_ids = m->example_ids;
     }
+}
+
+int nn_model_prepare_inference(nn_model *m)
+{
+    for (int i = 0; i < m->num_layers; i++)
+        if (m->layers[i].kind == NN_CONV2D && conv2d_prepare_inference(&m->layers[i]) != 0)
+            return dm_fail("out of memory preparing layer %s for inference", m->layers[i].name);
+    return 0;
 }
 
 const float *nn_model_forward(nn_model *m, const float *x, int batch, bool training)

@@ -61,6 +61,12 @@ int nn_model_finish(nn_model *m, uint64_t seed);
 /* Make the activation and scratch buffers hold BATCH examples. */
 int nn_model_reserve(nn_model *m, int batch);
 
+/* Precompute what inference can reuse from the weights (the Winograd form
+ * of conv kernels), so that forward passes with TRAINING false run
+ * faster. Call it again after the weights change; a training forward pass
+ * drops it. */
+int nn_model_prepare_inference(nn_model *m);
+
 /* Run the layers on X (batch, 28, 28, 1) and return the softmax output
  * (batch, num_classes), valid until the next call. TRAINING selects batch
  * statistics, dropout masks and the buffers backward needs. */

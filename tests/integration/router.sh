@@ -275,7 +275,8 @@ for pid in $replica_pids; do
 done
 
 # --- the bounded queue: one replica serving one request at a time ---
-write_predict_body "$fixtures/F5-nonuniform-28.jpg" 8000 "$tmp/slow.json"
+# 16,000 images take a replica about half a second on one core.
+write_predict_body "$fixtures/F5-nonuniform-28.jpg" 16000 "$tmp/slow.json"
 start_router "$tmp/queue.log" --model_name "$M" --model_base_path "$base" \
     --max_replicas 1 --container_concurrency 1 --max_queued_requests 2 --request_timeout_ms 60000
 wait_ready 1 30 || fail "queue: the replica is not ready"
@@ -304,10 +305,10 @@ expect_equal "queue: SIGTERM exit status" "$router_status" 0
 
 # --- the request timeout at a replica ---
 start_router "$tmp/timeout.log" --model_name "$M" --model_base_path "$base" \
-    --max_replicas 1 --request_timeout_ms 500
+    --max_replicas 1 --request_timeout_ms 100
 wait_ready 1 30 || fail "timeout: the replica is not ready"
 request "slow at the replica" POST "/v1/models/$M:predict" --data-binary "@$tmp/slow.json"
-expect_error "slow at the replica" 504 "replica-1 did not reply within 500 ms (--request_timeout_ms)"
+expect_error "slow at the replica" 504 "replica-1 did not reply within 100 ms (--request_timeout_ms)"
 predict "after the timeout" '{"instances":[{"image_bytes":{"b64":"'"$F1"'"}}]}'
 expect_code "after the timeout" 200
 stop_router
