@@ -77,8 +77,7 @@ static void print_usage(FILE *out)
             "  --data_root DIR                     prepared data, or $DISTML_DATA_ROOT [%s]\n"
             "  --rest_api_port N                   HTTP port; 0 picks a free one [8501]\n"
             "  --bind_address ADDR                 IPv4 or IPv6 address to listen on [127.0.0.1]\n"
-            "  --rest_api_num_threads N            HTTP threads [4 per CPU: %d; with batching\n"
-            "                                      at least --max_batch_size per batch thread]\n"
+            "  --rest_api_num_threads N            HTTP threads [4 per CPU: %d]\n"
             "  --rest_api_timeout_in_ms N          idle connection timeout, rounded up to whole\n"
             "                                      seconds, and the drain limit at shutdown [30000]\n"
             "  --header_timeout_in_ms N            idle timeout while a request's headers arrive,\n"
@@ -309,8 +308,7 @@ static int wait_for_signal(srv_manager *manager, int64_t poll_seconds)
     }
 }
 
-/* Stops accepting, waits up to TIMEOUT_MS for requests in flight, then
- * closes everything. */
+/* Stops accepting and waits up to TIMEOUT_MS for requests in flight. */
 static void drain(srv_http *http, int64_t timeout_ms)
 {
     srv_http_quiesce(http);
@@ -325,7 +323,6 @@ static void drain(srv_http *http, int64_t timeout_ms)
     if (in_flight > 0)
         DM_WARN("closing %ld requests still in flight after %lld ms", in_flight,
                 (long long)timeout_ms);
-    srv_http_stop(http);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -348,16 +345,8 @@ int cmd_serve(int argc, char **argv)
     int status = parse_options(argc, argv, &o);
     if (status >= 0)
         return status;
-    /* With batching, each HTTP thread waits while its request is in a
-     * batch. So the default gives every batch thread enough requests to
-     * fill its batch, because otherwise the HTTP threads limit throughput. */
-    if (o.http_threads == 0) {
-        o.http_threads = 4 * cpus;
-        if (o.batching && o.max_batch_size * o.batch_threads > o.http_threads)
-            o.http_threads = o.max_batch_size * o.batch_threads;
-        if (o.http_threads > 1024)
-            o.http_threads = 1024;
-    }
+    if (o.http_threads == 0)
+        o.http_threads = 4 * cpus > 1024 ? 1024 : 4 * cpus;
 
     /* Requests run in parallel on their own threads, so each forward pass
      * uses one BLAS thread. */
@@ -385,7 +374,7 @@ int cmd_serve(int argc, char **argv)
     srv_batcher *batcher = NULL;
     if (o.batching) {
         batcher = srv_batcher_create((int)o.max_batch_size, o.batch_timeout_us,
-                                     (int)o.batch_threads, (int)o.http_threads, metrics);
+                                     (int)o.batch_threads, metrics);
         if (batcher == NULL) {
             flag_report_error(NULL);
             srv_manager_free(manager);
@@ -437,7 +426,10 @@ int cmd_serve(int argc, char **argv)
     int sig = wait_for_signal(manager, o.poll_seconds);
     DM_INFO("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     drain(http, o.timeout_ms);
+    /* The batcher finishes its batches first, because their connections
+     * are suspended, and the server can only close resumed ones. */
     srv_batcher_free(batcher);
+    srv_http_stop(http);
     srv_manager_free(manager);
     srv_metrics_free(metrics);
     DM_INFO("stopped");

@@ -10,15 +10,14 @@
 #include <string.h>
 #include <time.h>
 
-/* One queued request; it lives on the requesting thread's stack. */
+/* One submitted request, freed after its completion function returns. */
 typedef struct task {
     srv_servable *servable;
     const float *x;
     float *y;
     int n;
-    bool done;
-    int rc;
-    pthread_cond_t finished; /* signalled once DONE is set */
+    srv_batch_done_fn done;
+    void *context;
     struct task *next;
 } task;
 
@@ -28,13 +27,13 @@ struct srv_batcher {
     srv_metrics *metrics;
 
     pthread_mutex_t lock;
-    pthread_cond_t queued; /* a task was added, or stopping */
+    /* Signalled when a task arrives in an empty queue, so that a batch
+     * thread starts the timeout, and when the head batch becomes ready. */
+    pthread_cond_t queued;
     task *head, *tail;
     int64_t queued_examples;
-    int queued_tasks;
-    int max_producers; /* threads that can submit at once; 0 = unknown */
-    int arriving;      /* announced requests not queued or withdrawn yet */
-    bool announcing;   /* requests are announced, so ARRIVING counts */
+    int arriving;    /* announced requests not submitted or withdrawn yet */
+    bool announcing; /* requests are announced, so ARRIVING counts */
     bool stopping;
 
     pthread_t *threads;
@@ -67,8 +66,6 @@ static task *take_batch(srv_batcher *b, int *total)
         b->tail = NULL;
     last->next = NULL;
     b->queued_examples -= *total;
-    for (task *t = first; t != NULL; t = t->next)
-        b->queued_tasks--;
     return first;
 }
 
@@ -116,9 +113,24 @@ static int run_batch(srv_batcher *b, task *first, int total, float **buffer_x, f
 /* Whether the head batch should run without waiting longer (caller locks). */
 static bool batch_is_ready(const srv_batcher *b)
 {
-    return b->stopping || b->queued_examples >= b->max_batch ||
-           (b->max_producers > 0 && b->queued_tasks >= b->max_producers) ||
-           (b->announcing && b->arriving == 0);
+    return b->stopping || b->queued_examples >= b->max_batch || (b->announcing && b->arriving == 0);
+}
+
+/* Waits until the head batch is ready or the timeout after it was first
+ * seen passes (caller locks). Returns false when another batch thread took
+ * the queued tasks meanwhile. */
+static bool wait_for_batch(srv_batcher *b)
+{
+    if (b->timeout_us <= 0 || batch_is_ready(b))
+        return true;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    add_microseconds(&deadline, b->timeout_us);
+    while (b->head != NULL && !batch_is_ready(b)) {
+        if (pthread_cond_timedwait(&b->queued, &b->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    return b->head != NULL;
 }
 
 static void *batch_thread(void *arg)
@@ -133,34 +145,24 @@ static void *batch_thread(void *arg)
             pthread_cond_wait(&b->queued, &b->lock);
         if (b->head == NULL)
             break;
-        /* Give other requests until the timeout to fill the batch, unless
-         * every thread that can submit is already waiting in the queue. */
-        if (b->timeout_us > 0 && !batch_is_ready(b)) {
-            struct timespec deadline;
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            add_microseconds(&deadline, b->timeout_us);
-            while (b->head != NULL && !batch_is_ready(b)) {
-                if (pthread_cond_timedwait(&b->queued, &b->lock, &deadline) == ETIMEDOUT)
-                    break;
-            }
-            if (b->head == NULL)
-                continue; /* another batch thread took the tasks */
-        }
+        if (!wait_for_batch(b))
+            continue;
         int total = 0;
         task *first = take_batch(b, &total);
+        /* Another thread may start forming the next batch meanwhile. */
+        if (b->head != NULL)
+            pthread_cond_signal(&b->queued);
         pthread_mutex_unlock(&b->lock);
 
         int rc = run_batch(b, first, total, &buffer_x, &buffer_y, &capacity);
         if (rc != 0)
             DM_ERROR("batch of %d examples failed: %s", total, dm_error());
-
-        pthread_mutex_lock(&b->lock);
         for (task *t = first, *next; t != NULL; t = next) {
-            next = t->next; /* T may be gone once done is set */
-            t->rc = rc;
-            t->done = true;
-            pthread_cond_signal(&t->finished);
+            next = t->next;
+            t->done(t->context, rc);
+            free(t);
         }
+        pthread_mutex_lock(&b->lock);
     }
     pthread_mutex_unlock(&b->lock);
     free(buffer_x);
@@ -169,7 +171,7 @@ static void *batch_thread(void *arg)
 }
 
 srv_batcher *srv_batcher_create(int max_batch, int64_t timeout_us, int threads,
-                                int max_producers, srv_metrics *metrics)
+                                srv_metrics *metrics)
 {
     srv_batcher *b = calloc(1, sizeof *b);
     if (b == NULL) {
@@ -178,7 +180,6 @@ srv_batcher *srv_batcher_create(int max_batch, int64_t timeout_us, int threads,
     }
     b->max_batch = max_batch;
     b->timeout_us = timeout_us;
-    b->max_producers = max_producers;
     b->metrics = metrics;
     pthread_mutex_init(&b->lock, NULL);
     pthread_condattr_t attr;
@@ -217,32 +218,74 @@ void srv_batcher_withdraw(srv_batcher *b)
     pthread_mutex_lock(&b->lock);
     b->arriving--;
     /* The queued requests may have been waiting only for this one. */
-    if (b->arriving == 0 && b->head != NULL)
-        pthread_cond_broadcast(&b->queued);
+    if (b->head != NULL && batch_is_ready(b))
+        pthread_cond_signal(&b->queued);
     pthread_mutex_unlock(&b->lock);
+}
+
+int srv_batcher_submit(srv_batcher *b, srv_servable *s, const float *x, int n, float *y,
+                       bool announced, srv_batch_done_fn done, void *context)
+{
+    task *t = malloc(sizeof *t);
+    if (t == NULL) {
+        if (announced)
+            srv_batcher_withdraw(b);
+        return dm_fail("out of memory queueing a request of %d examples", n);
+    }
+    *t = (task){.servable = s, .x = x, .y = y, .n = n, .done = done, .context = context};
+    pthread_mutex_lock(&b->lock);
+    if (announced)
+        b->arriving--;
+    const bool was_empty = b->head == NULL;
+    if (b->tail != NULL)
+        b->tail->next = t;
+    else
+        b->head = t;
+    b->tail = t;
+    b->queued_examples += n;
+    /* A batch thread needs waking to start the timeout, or to run the
+     * batch now; other arrivals would only wake it to wait again. */
+    if (was_empty || batch_is_ready(b))
+        pthread_cond_signal(&b->queued);
+    pthread_mutex_unlock(&b->lock);
+    return 0;
+}
+
+/* The result that srv_batcher_run waits for. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t finished;
+    bool done;
+    int rc;
+} waiter;
+
+static void wake_waiter(void *context, int rc)
+{
+    waiter *w = context;
+    pthread_mutex_lock(&w->lock);
+    w->rc = rc;
+    w->done = true;
+    pthread_cond_signal(&w->finished);
+    pthread_mutex_unlock(&w->lock);
 }
 
 int srv_batcher_run(srv_batcher *b, srv_servable *s, const float *x, int n, float *y,
                     bool announced)
 {
-    task t = {.servable = s, .x = x, .y = y, .n = n};
-    pthread_cond_init(&t.finished, NULL);
-    pthread_mutex_lock(&b->lock);
-    if (announced)
-        b->arriving--;
-    if (b->tail != NULL)
-        b->tail->next = &t;
-    else
-        b->head = &t;
-    b->tail = &t;
-    b->queued_examples += n;
-    b->queued_tasks++;
-    pthread_cond_signal(&b->queued);
-    while (!t.done)
-        pthread_cond_wait(&t.finished, &b->lock);
-    pthread_mutex_unlock(&b->lock);
-    pthread_cond_destroy(&t.finished);
-    return t.rc;
+    waiter w = {.done = false, .rc = -1};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.finished, NULL);
+    int rc = srv_batcher_submit(b, s, x, n, y, announced, wake_waiter, &w);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.lock);
+        while (!w.done)
+            pthread_cond_wait(&w.finished, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+        rc = w.rc;
+    }
+    pthread_cond_destroy(&w.finished);
+    pthread_mutex_destroy(&w.lock);
+    return rc;
 }
 
 void srv_batcher_free(srv_batcher *b)

@@ -174,16 +174,40 @@ static void flush_library_log(srv_http *h)
 
 /* ---- one request ---- */
 
+/* A prediction between decoding and its reply. With batching it waits in
+ * the batcher while its connection is suspended. */
+typedef struct {
+    bool v2;                /* reply in KServe V2's shape, else TensorFlow Serving's */
+    srv_servable *servable; /* a reference, released with the inference */
+    srv_input input;
+    float *y; /* probabilities (input.batch, classes) */
+    int rc;
+    char error[SRV_ERROR_MAX]; /* why the batch failed, when RC is -1 */
+    atomic_bool done;          /* set by the batch thread before it resumes */
+} inference;
+
 typedef struct {
     srv_http *server;
+    struct MHD_Connection *connection;
     srv_buf body;
     bool too_large;
     bool responded; /* a reply was queued before the body was read */
     int status;
     const char *allow; /* the Allow header of a 405 reply */
     double started;
-    bool announced; /* to the batcher, which expects it until it is run */
+    bool announced;  /* to the batcher, which expects it until it is run */
+    inference *work; /* a batched prediction, until its reply is queued */
 } request;
+
+static void free_inference(inference *work)
+{
+    if (work == NULL)
+        return;
+    srv_servable_release(work->servable);
+    srv_input_free(&work->input);
+    free(work->y);
+    free(work);
+}
 
 /* Tells the batcher that R will not join a batch after all. */
 static void withdraw_announcement(request *r)
@@ -398,25 +422,104 @@ static void append_probabilities(srv_buf *out, const float *y, int n, int classe
     srv_buf_puts(out, "    ]\n}");
 }
 
-/* Runs the decoded batch IN of request R on S and writes the
- * probabilities into *Y. */
-static int run_model(request *r, srv_servable *s, const srv_input *in, float **y)
+static void append_infer_reply(srv_buf *out, const char *name, int64_t version,
+                               const srv_input *in, const float *y, int classes)
+{
+    srv_buf_puts(out, "{\"model_name\": ");
+    srv_buf_json_string(out, name, strlen(name));
+    srv_buf_printf(out, ", \"model_version\": \"%" PRId64 "\"", version);
+    if (in->id != NULL) {
+        srv_buf_puts(out, ", \"id\": ");
+        srv_buf_json_string(out, in->id, strlen(in->id));
+    }
+    srv_buf_printf(out,
+                   ", \"outputs\": [{\"name\": \"" OUTPUT_NAME "\", \"datatype\": \"FP32\", "
+                   "\"shape\": [%d, %d], \"data\": [",
+                   in->batch, classes);
+    for (size_t i = 0; i < (size_t)in->batch * (size_t)classes; i++) {
+        if (i > 0)
+            srv_buf_puts(out, ", ");
+        srv_buf_json_float(out, y[i]);
+    }
+    srv_buf_puts(out, "]}]}\n");
+}
+
+/* Queues the reply to the finished inference WORK of request R (a 500 if
+ * the model failed) and frees WORK. */
+static enum MHD_Result reply_inference(struct MHD_Connection *c, request *r, const char *url,
+                                       inference *work)
+{
+    srv_servable *s = work->servable;
+    enum MHD_Result result;
+    if (work->rc != 0) {
+        result = send_errorf(c, r, "POST", url, 500, "%s failed: %s",
+                             work->v2 ? "Inference" : "Prediction", work->error);
+    } else {
+        const int classes = srv_servable_num_classes(s);
+        srv_buf out;
+        srv_buf_init(&out);
+        if (work->v2)
+            append_infer_reply(&out, r->server->config.model_name, srv_servable_version(s),
+                               &work->input, work->y, classes);
+        else
+            append_probabilities(&out, work->y, work->input.batch, classes,
+                                 work->input.format == SRV_FORMAT_ROW ? "predictions"
+                                                                      : "outputs");
+        result = send_json(c, r, 200, &out);
+    }
+    free_inference(work);
+    return result;
+}
+
+/* Runs on a batch thread: records the outcome and resumes the suspended
+ * connection, whose handler then queues the reply. */
+static void inference_finished(void *context, int rc)
+{
+    request *r = context;
+    r->work->rc = rc;
+    if (rc != 0)
+        snprintf(r->work->error, sizeof r->work->error, "%s", dm_error());
+    atomic_store_explicit(&r->work->done, true, memory_order_release);
+    MHD_resume_connection(r->connection);
+}
+
+/* Runs the model on WORK's decoded input, which request R's handler owns
+ * from here on. Without batching the model runs here and the reply is
+ * queued at once. With batching the connection is suspended until a
+ * batch thread has run it. */
+static enum MHD_Result run_inference(struct MHD_Connection *c, request *r, const char *url,
+                                     inference *work)
 {
     srv_http *h = r->server;
-    const int classes = srv_servable_num_classes(s);
-    *y = malloc((size_t)in->batch * (size_t)classes * sizeof **y);
-    if (*y == NULL)
-        return dm_fail("out of memory for %d predictions", in->batch);
-    if (h->config.batcher != NULL) {
-        const bool announced = r->announced;
-        r->announced = false;
-        return srv_batcher_run(h->config.batcher, s, in->x, in->batch, *y, announced);
+    const srv_input *in = &work->input;
+    work->y = malloc((size_t)in->batch * (size_t)srv_servable_num_classes(work->servable) *
+                     sizeof *work->y);
+    if (work->y == NULL) {
+        work->rc = -1;
+        snprintf(work->error, sizeof work->error, "out of memory for %d predictions", in->batch);
+        return reply_inference(c, r, url, work);
     }
-    for (int first = 0; first < in->batch; first += h->config.chunk) {
-        int count = in->batch - first < h->config.chunk ? in->batch - first : h->config.chunk;
-        srv_metrics_batch(h->config.metrics, count);
+    if (h->config.batcher == NULL) {
+        for (int first = 0; first < in->batch; first += h->config.chunk) {
+            int count = in->batch - first < h->config.chunk ? in->batch - first : h->config.chunk;
+            srv_metrics_batch(h->config.metrics, count);
+        }
+        work->rc = srv_servable_predict(work->servable, in->x, in->batch, h->config.chunk,
+                                        work->y);
+        if (work->rc != 0)
+            snprintf(work->error, sizeof work->error, "%s", dm_error());
+        return reply_inference(c, r, url, work);
     }
-    return srv_servable_predict(s, in->x, in->batch, h->config.chunk, *y);
+    /* Suspend before submitting, because the batch may finish, and resume
+     * the connection, before srv_batcher_submit returns. */
+    r->work = work;
+    MHD_suspend_connection(c);
+    const bool announced = r->announced;
+    r->announced = false;
+    if (srv_batcher_submit(h->config.batcher, work->servable, in->x, in->batch, work->y,
+                           announced, inference_finished, r) != 0)
+        inference_finished(r, -1);
+    return MHD_YES;
 }
 
 static srv_signature signature_of(const srv_servable *s)
@@ -425,6 +528,32 @@ static srv_signature signature_of(const srv_servable *s)
                            .output_name = OUTPUT_NAME,
                            .height = srv_servable_input_height(s),
                            .width = srv_servable_input_width(s)};
+}
+
+/* Decodes request R's body for servable S (a reference that the request
+ * takes over) as a TensorFlow Serving predict or, when V2 is set, a KServe
+ * V2 infer request, and runs the model on it. */
+static enum MHD_Result decode_and_run(struct MHD_Connection *c, request *r, const char *url,
+                                      srv_servable *s, bool v2)
+{
+    const srv_signature sig = signature_of(s);
+    const char *body = r->body.data != NULL ? r->body.data : "";
+    inference *work = calloc(1, sizeof *work);
+    if (work == NULL) {
+        srv_servable_release(s);
+        return send_error(c, r, "POST", url, 500, "Out of memory decoding the request");
+    }
+    work->v2 = v2;
+    work->servable = s;
+    srv_error err;
+    int rc = v2 ? srv_decode_infer(body, r->body.length, &sig, &work->input, &err)
+                : srv_decode_predict(body, r->body.length, &sig, &work->input, &err);
+    if (rc != 0) {
+        srv_servable_release(s);
+        free(work);
+        return send_error(c, r, "POST", url, err.status, err.message);
+    }
+    return run_inference(c, r, url, work);
 }
 
 static enum MHD_Result handle_predict(struct MHD_Connection *c, request *r, const char *url,
@@ -457,29 +586,7 @@ static enum MHD_Result handle_predict(struct MHD_Connection *c, request *r, cons
                            route->verb);
     }
 
-    const srv_signature sig = signature_of(s);
-    srv_input in;
-    srv_error err;
-    if (srv_decode_predict(r->body.data != NULL ? r->body.data : "", r->body.length, &sig, &in,
-                           &err) != 0) {
-        srv_servable_release(s);
-        return send_error(c, r, "POST", url, err.status, err.message);
-    }
-    float *y = NULL;
-    if (run_model(r, s, &in, &y) != 0) {
-        free(y);
-        srv_input_free(&in);
-        srv_servable_release(s);
-        return send_errorf(c, r, "POST", url, 500, "Prediction failed: %s", dm_error());
-    }
-    srv_buf out;
-    srv_buf_init(&out);
-    append_probabilities(&out, y, in.batch, srv_servable_num_classes(s),
-                         in.format == SRV_FORMAT_ROW ? "predictions" : "outputs");
-    free(y);
-    srv_input_free(&in);
-    srv_servable_release(s);
-    return send_json(c, r, 200, &out);
+    return decode_and_run(c, r, url, s, false);
 }
 
 static enum MHD_Result handle_status(struct MHD_Connection *c, request *r, const char *url,
@@ -659,50 +766,6 @@ static enum MHD_Result handle_v2_metadata(struct MHD_Connection *c, request *r, 
     return send_json(c, r, 200, &out);
 }
 
-static enum MHD_Result handle_v2_infer(struct MHD_Connection *c, request *r, const char *url,
-                                       srv_servable *s, const char *name)
-{
-    const srv_signature sig = signature_of(s);
-    srv_input in;
-    srv_error err;
-    if (srv_decode_infer(r->body.data != NULL ? r->body.data : "", r->body.length, &sig, &in,
-                         &err) != 0) {
-        srv_servable_release(s);
-        return send_error(c, r, "POST", url, err.status, err.message);
-    }
-    float *y = NULL;
-    if (run_model(r, s, &in, &y) != 0) {
-        free(y);
-        srv_input_free(&in);
-        srv_servable_release(s);
-        return send_errorf(c, r, "POST", url, 500, "Inference failed: %s", dm_error());
-    }
-    const int classes = srv_servable_num_classes(s);
-    srv_buf out;
-    srv_buf_init(&out);
-    srv_buf_puts(&out, "{\"model_name\": ");
-    srv_buf_json_string(&out, name, strlen(name));
-    srv_buf_printf(&out, ", \"model_version\": \"%" PRId64 "\"", srv_servable_version(s));
-    if (in.id != NULL) {
-        srv_buf_puts(&out, ", \"id\": ");
-        srv_buf_json_string(&out, in.id, strlen(in.id));
-    }
-    srv_buf_printf(&out,
-                   ", \"outputs\": [{\"name\": \"" OUTPUT_NAME "\", \"datatype\": \"FP32\", "
-                   "\"shape\": [%d, %d], \"data\": [",
-                   in.batch, classes);
-    for (size_t i = 0; i < (size_t)in.batch * (size_t)classes; i++) {
-        if (i > 0)
-            srv_buf_puts(&out, ", ");
-        srv_buf_json_float(&out, y[i]);
-    }
-    srv_buf_puts(&out, "]}]}\n");
-    free(y);
-    srv_input_free(&in);
-    srv_servable_release(s);
-    return send_json(c, r, 200, &out);
-}
-
 static enum MHD_Result handle_v2(struct MHD_Connection *c, request *r, const char *method,
                                  const char *url)
 {
@@ -767,7 +830,7 @@ static enum MHD_Result handle_v2(struct MHD_Connection *c, request *r, const cha
         return send_json(c, r, 200, &out);
     }
     if (infer)
-        return handle_v2_infer(c, r, url, s, name);
+        return decode_and_run(c, r, url, s, true);
     return handle_v2_metadata(c, r, s, name);
 }
 
@@ -967,6 +1030,7 @@ static enum MHD_Result handle_connection(void *cls, struct MHD_Connection *c, co
         if (r == NULL)
             return MHD_NO;
         r->server = h;
+        r->connection = c;
         r->started = dm_monotonic_seconds();
         srv_buf_init(&r->body);
         atomic_fetch_add(&h->in_flight, 1);
@@ -1012,6 +1076,14 @@ static enum MHD_Result handle_connection(void *cls, struct MHD_Connection *c, co
                            "Request body is larger than the maximum of %zu bytes (set by "
                            "--max_body_bytes)",
                            h->config.max_body_bytes);
+    if (r->work != NULL) {
+        /* Resumed by inference_finished: the batch has run. */
+        inference *work = r->work;
+        if (!atomic_load_explicit(&work->done, memory_order_acquire))
+            return MHD_YES;
+        r->work = NULL;
+        return reply_inference(c, r, url, work);
+    }
     if (r->body.failed)
         return send_error(c, r, method, url, 500, "Out of memory reading the request body");
     enum MHD_Result result = dispatch(c, r, method, url);
@@ -1028,6 +1100,9 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **contex
         return;
     /* 499 is the status TensorFlow Serving maps a cancelled request to. */
     withdraw_announcement(r);
+    /* NOTE: only a connection that is not suspended can end, so a batched
+     * prediction has finished by now if it ever started. */
+    free_inference(r->work);
     int status = r->status != 0 ? r->status : 499;
     srv_metrics_request_finished(h->config.metrics, status, dm_monotonic_seconds() - r->started);
     srv_buf_free(&r->body);
@@ -1175,6 +1250,9 @@ srv_http *srv_http_start(const srv_http_config *config)
     struct sockaddr_in6 v6;
     struct sockaddr *address = NULL;
     unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* Batched predictions suspend their connections while they wait. */
+    if (config->batcher != NULL)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
     memset(&v4, 0, sizeof v4);
     memset(&v6, 0, sizeof v6);
     if (inet_pton(AF_INET, config->bind_address, &v4.sin_addr) == 1) {

@@ -6,8 +6,9 @@
  *
  * libmicrohttpd runs a pool of threads, each with its own epoll loop, and
  * calls the handler on the thread that owns the connection, so a
- * prediction runs on that thread unless batching hands it to a batch
- * thread. Request bodies above the size limit get a 413 as soon as the
+ * prediction runs on that thread. With batching, the handler instead
+ * queues the decoded prediction and suspends the connection, and the
+ * batch thread that runs it resumes the connection for the reply. Request bodies above the size limit get a 413 as soon as the
  * headers announce them, before any of the body is read.
  *
  * Connections are bounded in total, below the open-file limit, and per

@@ -347,6 +347,63 @@ for line in "stopping on SIGTERM" "stopped"; do
     fi
 done
 
+# --- batching: concurrent V1 and V2 requests merge into one forward pass ---
+# The timeout is long, so a batch runs when every announced request is
+# queued: held_requests.py lets all four bodies finish together.
+start_server "$tmp/merge.log" --model_name fmnist --model_base_path "$base" \
+    --enable_batching --max_batch_size 8 --batch_timeout_micros 5000000
+v1_body='{"instances":[{"image_bytes":{"b64":"'"$F1"'"}}]}'
+printf '%s' "$v1_body" >"$tmp/merge-v1.json"
+printf '%s' '{"id":"r7","inputs":[{"name":"image_bytes","shape":[1],"datatype":"BYTES","data":["'"$F1"'"]}]}' \
+    >"$tmp/merge-v2.json"
+mkdir -p "$tmp/merge"
+"$PYTHON" "$here/lib/held_requests.py" "${url##*:}" "$tmp/merge" \
+    "/v1/models/$M:predict@$tmp/merge-v1.json" "/v2/models/$M/infer@$tmp/merge-v2.json" \
+    "/v1/models/$M:predict@$tmp/merge-v1.json" "/v2/models/$M/infer@$tmp/merge-v2.json" ||
+    fail "batching: held_requests.py failed"
+# A batch of 4 may take other sgemm kernels than a single image, so the
+# probabilities match the unbatched reply to about 1e-6, not bit for bit.
+same_probabilities="all(abs(a - b) <= 1e-5 * b for a, b in zip(PROBABILITIES, json.load(open('$tmp/f1-version12.json'))['predictions'][0]))"
+for i in 1 3; do
+    expect_equal "batching: V1 request $i status" "$(cat "$tmp/merge/$i.code")" 200
+    cp "$tmp/merge/$i.json" "$tmp/body"
+    expect_json "batching: V1 reply $i matches the unbatched one" \
+        "len(j['predictions']) == 1 and $(echo "$same_probabilities" | sed "s/PROBABILITIES/j['predictions'][0]/")"
+done
+for i in 2 4; do
+    expect_equal "batching: V2 request $i status" "$(cat "$tmp/merge/$i.code")" 200
+    cp "$tmp/merge/$i.json" "$tmp/body"
+    expect_json "batching: V2 reply $i names" \
+        "j['id'] == 'r7' and j['model_name'] == 'fmnist' and j['outputs'][0]['shape'] == [1, 10]"
+    expect_json "batching: V2 reply $i equals the V1 reply in its batch" \
+        "j['outputs'][0]['data'] == json.load(open('$tmp/merge/1.json'))['predictions'][0]"
+done
+expect_metrics() {
+    request "$1: metrics" GET "/metrics"
+    for line in "distml_batch_size_count $2" "distml_batch_size_sum $3"; do
+        if grep -qx "$line" "$tmp/body"; then
+            pass "$1: metrics have '$line'"
+        else
+            fail "$1: metrics lack '$line'"
+            grep '^distml_batch_size_[cs]' "$tmp/body" | sed 's/^/    metrics: /'
+        fi
+    done
+}
+expect_metrics "batching: one forward pass" 1 4
+
+# A client that hangs up while its request waits in a batch: the batch
+# still runs for the others, and the server goes on serving.
+mkdir -p "$tmp/hangup"
+"$PYTHON" "$here/lib/held_requests.py" "${url##*:}" "$tmp/hangup" \
+    "/v1/models/$M:predict@$tmp/merge-v1.json@hangup" "/v1/models/$M:predict@$tmp/merge-v1.json" ||
+    fail "hang-up: held_requests.py failed"
+expect_equal "hang-up: the other request's status" "$(cat "$tmp/hangup/2.code")" 200
+expect_metrics "hang-up: both in one forward pass" 2 6
+predict "hang-up: the next request" "$v1_body"
+expect_code "hang-up: the next request" 200
+stop_server
+expect_equal "batching: SIGTERM exit status" "$server_status" 0
+
 # --- with batching, SIGTERM lets a queued request finish ---
 start_server "$tmp/batching.log" --model_name fmnist --model_base_path "$base" \
     --enable_batching --max_batch_size 8 --batch_timeout_micros 1500000

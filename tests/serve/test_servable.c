@@ -117,7 +117,7 @@ static void test_batching_matches_forward_pass(void)
 
     srv_metrics *metrics = srv_metrics_create();
     /* A long timeout, so the batch waits for all clients and fills up. */
-    srv_batcher *b = srv_batcher_create(CLIENTS, 2000000, 1, 0, metrics);
+    srv_batcher *b = srv_batcher_create(CLIENTS, 2000000, 1, metrics);
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, CLIENTS);
     pthread_t threads[CLIENTS];
