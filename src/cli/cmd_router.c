@@ -466,7 +466,16 @@ int cmd_router(int argc, char **argv)
     o.config.serve_args = o.serve_args;
     o.config.serve_arg_count = o.serve_arg_count;
 
-    struct event_base *base = event_base_new();
+    /* With the changelist, libevent applies the epoll changes of one loop
+     * pass together, so a socket that evhttp turns off and on again in
+     * that pass costs no epoll_ctl calls. */
+    struct event_config *event_options = event_config_new();
+    struct event_base *base = NULL;
+    if (event_options != NULL) {
+        event_config_set_flag(event_options, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        base = event_base_new_with_config(event_options);
+        event_config_free(event_options);
+    }
     if (base == NULL) {
         flag_report_error("cannot create the event loop");
         free_options(&o);
