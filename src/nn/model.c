@@ -408,15 +408,41 @@ int nn_model_prepare_inference(nn_model *m)
     return 0;
 }
 
-const float *nn_model_forward(nn_model *m, const float *x, int batch, bool training)
+/* Examples per pass through the layers in inference, so that a layer's
+ * outputs stay in the L2 cache until the next layer reads them. Without
+ * chunks bench/forward measured the cnn at 35 us per image at batch 64
+ * and 46 us at batch 256, against 31 us at batch 8 to 32; with chunks of
+ * 16, 33 and 35 us. */
+#define INFERENCE_CHUNK 16
+
+/* Runs the layers on examples [FIRST, FIRST + N) of X, writing each
+ * layer's outputs at the same examples of its buffers. */
+static void forward_layers(nn_model *m, const float *x, int first, int n, bool training)
 {
-    const float *in = x;
+    const float *in = x + (size_t)first * nn_shape_size(m->input);
     for (int i = 0; i < m->num_layers; i++) {
         nn_layer *l = &m->layers[i];
-        kinds[l->kind].forward(l, in, m->outputs[i], batch, training);
-        in = m->outputs[i];
+        const size_t offset = (size_t)first * nn_shape_size(l->out);
+        float *out = m->outputs[i] + offset;
+        /* A softmax layer keeps its logits for the loss, at the same
+         * examples as its outputs. */
+        float *logits = l->logits;
+        if (logits != NULL)
+            l->logits = logits + offset;
+        kinds[l->kind].forward(l, in, out, n, training);
+        l->logits = logits;
+        in = out;
     }
-    return in;
+}
+
+const float *nn_model_forward(nn_model *m, const float *x, int batch, bool training)
+{
+    /* Training runs the whole batch through each layer, because batch
+     * normalization needs the statistics of all of it. */
+    const int chunk = training ? batch : INFERENCE_CHUNK;
+    for (int first = 0; first < batch; first += chunk)
+        forward_layers(m, x, first, batch - first < chunk ? batch - first : chunk, training);
+    return m->outputs[m->num_layers - 1];
 }
 
 double nn_sparse_ce_from_logits(const float *logits, const int32_t *labels, int batch,

@@ -138,6 +138,41 @@ static void test_prepared_models_match(void)
     free(x);
 }
 
+/* A batch larger than one pass of inference runs in chunks; each example's
+ * probabilities and its share of the loss (from the kept logits) must
+ * match a forward pass of that example alone. */
+static void test_chunked_batch_matches_examples(void)
+{
+    enum { N = 37 };
+    float *x = malloc(N * 784 * sizeof *x);
+    int32_t labels[N];
+    fill_uniform(x, N * 784, 0.0f, 1.0f, 6);
+    for (int i = 0; i < N; i++)
+        labels[i] = i % 10;
+    for (int t = 0; t < 3; t++) {
+        nn_model m;
+        CHECK(nn_model_create(&m, nn_model_types[t], 23) == 0);
+        CHECK(nn_model_prepare_inference(&m) == 0);
+        CHECK(nn_model_reserve(&m, N) == 0);
+        float together[N * 10];
+        memcpy(together, nn_model_forward(&m, x, N, false), sizeof together);
+        const double batch_loss = nn_model_loss(&m, labels, N, NULL);
+        double worst = 0.0, loss_sum = 0.0;
+        for (int i = 0; i < N; i++) {
+            const float *alone = nn_model_forward(&m, x + i * 784, 1, false);
+            for (int k = 0; k < 10; k++)
+                worst = fmax(worst, fabs(alone[k] - together[i * 10 + k]));
+            loss_sum += nn_model_loss(&m, &labels[i], 1, NULL);
+        }
+        CHECK_MSG(worst < 1e-5, "%s: probabilities differ by %.3g", nn_model_types[t], worst);
+        CHECK_MSG(fabs(batch_loss - loss_sum) <= 1e-4 * fabs(loss_sum),
+                  "%s: loss of the batch %.9g, sum over the examples %.9g", nn_model_types[t],
+                  batch_loss, loss_sum);
+        nn_model_free(&m);
+    }
+    free(x);
+}
+
 /* A training pass changes the weights, so it must drop the Winograd
  * kernels, and an inference pass after it uses the new weights. */
 static void test_training_drops_prepared_kernels(void)
@@ -172,6 +207,7 @@ int main(void)
     nn_set_threads(1);
     RUN_TEST(test_conv_routes_match_definition);
     RUN_TEST(test_prepared_models_match);
+    RUN_TEST(test_chunked_batch_matches_examples);
     RUN_TEST(test_training_drops_prepared_kernels);
     return check_finish();
 }
