@@ -93,25 +93,20 @@ NN_MULTIVERSION
 static void transform_input_tile(const float *restrict xb, int ih, int iw, int c, int y0, int x0,
                                  float *restrict v, size_t point_stride, float *restrict work)
 {
-    /* work: the tile (36 x c) then B^T d (36 x c). */
-    float *tile = work, *rows = work + (size_t)POINTS * c;
-    for (int i = 0; i < ALPHA; i++) {
-        for (int j = 0; j < ALPHA; j++) {
-            float *dst = tile + (size_t)(i * ALPHA + j) * c;
-            int y = y0 + i, x = x0 + j;
-            if (y < ih && x < iw)
-                memcpy(dst, xb + ((size_t)y * iw + x) * c, (size_t)c * sizeof *dst);
-            else
-                memset(dst, 0, (size_t)c * sizeof *dst);
-        }
-    }
-    /* Columns first: rows[i][j] = sum_k B^T[i][k] tile[k][j]. */
+    /* work: B^T d (36 x c), then one pixel of zeros (c). */
+    float *rows = work, *zeros = work + (size_t)POINTS * c;
+    memset(zeros, 0, (size_t)c * sizeof *zeros);
+    /* Columns first, read in place: rows[i][j] = sum_k B^T[i][k] d[k][j]. */
     for (int j = 0; j < ALPHA; j++) {
-        const float *t = tile + (size_t)j * c;
+        const float *d[ALPHA];
+        for (int k = 0; k < ALPHA; k++) {
+            const int y = y0 + k, x = x0 + j;
+            d[k] = y < ih && x < iw ? xb + ((size_t)y * iw + x) * c : zeros;
+        }
         const size_t row = (size_t)ALPHA * c;
         float *r = rows + (size_t)j * c;
-        input_rows(t, t + row, t + 2 * row, t + 3 * row, t + 4 * row, t + 5 * row, r, r + row,
-                   r + 2 * row, r + 3 * row, r + 4 * row, r + 5 * row, c);
+        input_rows(d[0], d[1], d[2], d[3], d[4], d[5], r, r + row, r + 2 * row, r + 3 * row,
+                   r + 4 * row, r + 5 * row, c);
     }
     /* Then along each row: V[i][j] = sum_k rows[i][k] B[k][j]. */
     for (int i = 0; i < ALPHA; i++) {
@@ -199,6 +194,6 @@ void winograd_conv(const float *u, const float *bias, const float *x, float *y, 
 
 size_t winograd_work_floats(int cin, int cout)
 {
-    size_t in = (size_t)2 * POINTS * cin, out = (size_t)(4 * ALPHA + 16) * cout;
+    size_t in = (size_t)(POINTS + 1) * cin, out = (size_t)(4 * ALPHA + 16) * cout;
     return in > out ? in : out;
 }
