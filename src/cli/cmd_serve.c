@@ -43,6 +43,7 @@ typedef struct {
     int64_t port;
     int64_t timeout_ms;
     int64_t header_timeout_ms;
+    bool header_timeout_given; /* else the default is lowered to timeout_ms */
     int64_t max_connections;        /* 0 derives it from the open-file limit */
     int64_t max_connections_per_ip; /* -1 for half of max_connections */
     int64_t poll_seconds;
@@ -82,7 +83,8 @@ static void print_usage(FILE *out)
             "                                      seconds, and the drain limit at shutdown [30000]\n"
             "  --header_timeout_in_ms N            idle timeout while a request's headers arrive,\n"
             "                                      rounded up to whole seconds; at most\n"
-            "                                      --rest_api_timeout_in_ms [10000]\n"
+            "                                      --rest_api_timeout_in_ms [10000, or that\n"
+            "                                      timeout when it is lower]\n"
             "  --max_connections N                 open connections; more wait to be accepted\n"
             "                                      [the open-file limit minus the server's own files]\n"
             "  --max_connections_per_ip N          connections from one client address; more are\n"
@@ -189,6 +191,7 @@ static int parse_options(int argc, char **argv, serve_options *o)
         case OPT_HEADER_TIMEOUT:
             ok = flag_parse_int("header_timeout_in_ms", optarg, 1, 86400000,
                                 &o->header_timeout_ms);
+            o->header_timeout_given = true;
             break;
         case OPT_MAX_CONNECTIONS:
             ok = flag_parse_int("max_connections", optarg, 1, 1000000, &o->max_connections);
@@ -230,6 +233,22 @@ static int parse_options(int argc, char **argv, serve_options *o)
     }
     if (optind < argc) {
         fprintf(stderr, "distml: error: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (o->header_timeout_given && o->header_timeout_ms > o->timeout_ms) {
+        fprintf(stderr,
+                "distml: error: invalid --header_timeout_in_ms %lld: the idle timeout "
+                "--rest_api_timeout_in_ms (%lld) also bounds the headers, so set it at most "
+                "that, or raise --rest_api_timeout_in_ms\n",
+                (long long)o->header_timeout_ms, (long long)o->timeout_ms);
+        return 2;
+    }
+    if (o->max_connections > 0 && o->max_connections_per_ip > o->max_connections) {
+        fprintf(stderr,
+                "distml: error: invalid --max_connections_per_ip %lld: more than "
+                "--max_connections (%lld); set it at most that, or 0 for no per-address "
+                "limit\n",
+                (long long)o->max_connections_per_ip, (long long)o->max_connections);
         return 2;
     }
     if (o->model_name[0] == '\0' || strpbrk(o->model_name, "/:") != NULL) {

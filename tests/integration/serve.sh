@@ -30,6 +30,28 @@ cp -r "$tmp/models/b" "$base/2"
 cp -r "$tmp/models/a" "$base/10"
 for name in tmp v0.1 11.partial; do cp -r "$tmp/models/b" "$base/$name"; done
 
+# --- flag combinations that cannot work are rejected before the server starts ---
+# expect_flag_error NAME MESSAGE FLAGS...: distml serve exits 2 with MESSAGE.
+expect_flag_error() {
+    name="$1" message="$2"
+    shift 2
+    "$DISTML" serve --model_base_path "$base" --rest_api_port 0 "$@" >"$tmp/flags.out" 2>&1
+    status=$?
+    expect_equal "flags: $name: exit status" "$status" 2
+    if grep -qF "$message" "$tmp/flags.out"; then
+        pass "flags: $name: message"
+    else
+        fail "flags: $name: the output lacks '$message'"
+        sed 's/^/    output: /' "$tmp/flags.out"
+    fi
+}
+expect_flag_error "header timeout over the idle timeout" \
+    "invalid --header_timeout_in_ms 60000: the idle timeout --rest_api_timeout_in_ms (30000) also bounds the headers" \
+    --header_timeout_in_ms 60000
+expect_flag_error "per-address limit over the connection limit" \
+    "invalid --max_connections_per_ip 11: more than --max_connections (10)" \
+    --max_connections 10 --max_connections_per_ip 11
+
 start_server "$tmp/server.log" --model_name fmnist --model_base_path "$base" \
     --file_system_poll_wait_seconds 1 --rest_api_timeout_in_ms 2000
 M=fmnist
