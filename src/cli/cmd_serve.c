@@ -43,7 +43,7 @@ typedef struct {
     int64_t port;
     int64_t timeout_ms;
     int64_t header_timeout_ms;
-    bool header_timeout_given; /* else the default is lowered to timeout_ms */
+    bool header_timeout_given; /* set by the flag; a default follows a lower timeout_ms */
     int64_t max_connections;        /* 0 derives it from the open-file limit */
     int64_t max_connections_per_ip; /* -1 for half of max_connections */
     int64_t poll_seconds;
