@@ -7,10 +7,13 @@
  * (kh*kw*cin + 1, cout) matrix, and a single sgemm computes x * W + b in
  * forward and both gradients in backward.
  *
- * Inference takes two faster routes where they apply: Winograd F(4x4,
- * 3x3) (nn/winograd.c) once nn_model_prepare_inference has transformed
- * the kernel, and the direct method for layers with few input channels,
- * whose im2col rows are too short for sgemm to run well.
+ * The forward pass takes two faster routes where they apply: Winograd
+ * F(4x4, 3x3) (nn/winograd.c) for layers with several input channels, and
+ * the direct method for layers with few, whose im2col rows are too short
+ * for sgemm to run well. Training transforms the kernel for Winograd in
+ * every forward pass; inference uses the transform that
+ * nn_model_prepare_inference made, and im2col without one. Backward always
+ * works on im2col.
  */
 #include "nn/layer.h"
 #include "nn/linear.h"
@@ -176,25 +179,53 @@ static bool use_direct(const nn_layer *l)
     return l->kernel == 3 && l->in.c <= 2 && l->out.c % LANES == 0;
 }
 
-/* Winograd needs its transformed kernel, and several tiles per call to
- * beat im2col: a map of 3x3 outputs is a single tile. */
+/* Winograd pays for layers with several input channels, and for several
+ * tiles per call: a map of 3x3 outputs is a single tile, whose matrix
+ * products are too small for sgemm to run well. */
 static bool use_winograd(const nn_layer *l, int batch)
 {
     const int tiles = ((l->out.h + 3) / 4) * ((l->out.w + 3) / 4);
-    return l->winograd != NULL && (long)tiles * batch >= 4;
+    return l->kernel == 3 && l->in.c >= 8 && (long)tiles * batch >= 4;
 }
 
-int conv2d_prepare_inference(nn_layer *l)
+/* Writes the Winograd form of the current kernel into l->winograd.
+ * Returns -1 when out of memory. */
+static int transform_kernel(nn_layer *l)
 {
-    free(l->winograd);
-    l->winograd = NULL;
-    if (l->kernel != 3 || l->in.c < 8)
-        return 0;
-    l->winograd = malloc(winograd_kernel_floats(l->in.c, l->out.c) * sizeof(float));
+    if (l->winograd == NULL)
+        l->winograd = malloc(winograd_kernel_floats(l->in.c, l->out.c) * sizeof(float));
     if (l->winograd == NULL)
         return -1;
     winograd_transform_kernel(l->params[0].value, l->in.c, l->out.c, l->winograd);
     return 0;
+}
+
+int conv2d_prepare_inference(nn_layer *l)
+{
+    l->winograd_ready = false;
+    if (l->kernel != 3 || l->in.c < 8)
+        return 0;
+    if (transform_kernel(l) != 0)
+        return -1;
+    l->winograd_ready = true;
+    return 0;
+}
+
+/* The route of one forward pass; see the file comment. */
+typedef enum { ROUTE_IM2COL, ROUTE_DIRECT, ROUTE_WINOGRAD } conv_route;
+
+static conv_route choose_route(nn_layer *l, int batch, bool training)
+{
+    if (use_direct(l))
+        return ROUTE_DIRECT;
+    if (!use_winograd(l, batch))
+        return ROUTE_IM2COL;
+    if (!training)
+        return l->winograd_ready ? ROUTE_WINOGRAD : ROUTE_IM2COL;
+    /* Training changes the kernel after this pass, so the transform is
+     * fresh for this pass only. Without memory for it, im2col still works. */
+    l->winograd_ready = false;
+    return transform_kernel(l) == 0 ? ROUTE_WINOGRAD : ROUTE_IM2COL;
 }
 
 void conv2d_forward(nn_layer *l, const float *x, float *y, int batch, bool training)
@@ -204,13 +235,8 @@ void conv2d_forward(nn_layer *l, const float *x, float *y, int batch, bool train
     const size_t pixels = (size_t)l->out.h * l->out.w, in_size = nn_shape_size(l->in);
     const int tile_images = conv2d_tile_images(l);
     const int parts = reserve_tiles(l, nn_parts(batch));
-    /* Training changes the kernel, so its Winograd form goes stale. */
-    if (training && l->winograd != NULL) {
-        free(l->winograd);
-        l->winograd = NULL;
-    }
-    const bool direct = !training && use_direct(l);
-    const bool winograd = !training && !direct && use_winograd(l, batch);
+    const conv_route route = choose_route(l, batch, training);
+    const bool direct = route == ROUTE_DIRECT, winograd = route == ROUTE_WINOGRAD;
 
 #pragma omp parallel for schedule(static) if (parts > 1)
     for (int t = 0; t < parts; t++) {

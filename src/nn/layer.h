@@ -95,10 +95,13 @@ typedef struct nn_layer {
                       * the first, summed at the end of backward */
     int partial_parts;
 
-    /* Conv2D: the kernel in Winograd form for inference, set by
-     * conv2d_prepare_inference and dropped by a training forward pass;
-     * NULL when the layer runs without it. */
+    /* Conv2D: the kernel in Winograd form, or NULL. A training forward pass
+     * transforms the kernel anew each step; winograd_ready says whether
+     * the buffer holds the current kernel for inference, which only
+     * conv2d_prepare_inference sets, because the weights change after a
+     * training step. */
     float *winograd;
+    bool winograd_ready;
 
     /* Dropout masks are a function of (seed, step, example id, unit), so a
      * batch split across workers draws the same mask per example as one

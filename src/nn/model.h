@@ -63,8 +63,8 @@ int nn_model_reserve(nn_model *m, int batch);
 
 /* Precompute what inference can reuse from the weights (the Winograd form
  * of conv kernels), so that forward passes with TRAINING false run
- * faster. Call it again after the weights change; a training forward pass
- * drops it. */
+ * faster. Call it again after the weights change; until then, inference
+ * after a training forward pass runs without it. */
 int nn_model_prepare_inference(nn_model *m);
 
 /* Run the layers on X (batch, 28, 28, 1) and return the softmax output

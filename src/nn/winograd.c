@@ -40,31 +40,39 @@ size_t winograd_floats_per_image(int out_h, int out_w, int cin, int cout)
 }
 
 /* U = G g G^T for every (ci, co), from the Keras layout (3, 3, cin, cout)
- * to U[xi][ci][co]. */
-void winograd_transform_kernel(const float *kernel, int cin, int cout, float *u)
+ * to U[xi][ci][co]. The loops over co run along the kernel's rows, so
+ * they vectorize; a training step transforms the kernel anew. */
+NN_MULTIVERSION
+void winograd_transform_kernel(const float *restrict kernel, int cin, int cout, float *restrict u)
 {
-    static const double g[ALPHA][3] = {
-        {1.0 / 4, 0, 0},
-        {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-        {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-        {1.0 / 24, 1.0 / 12, 1.0 / 6},
-        {1.0 / 24, -1.0 / 12, 1.0 / 6},
+    static const float g[ALPHA][3] = {
+        {1.0f / 4, 0, 0},
+        {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+        {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+        {1.0f / 24, 1.0f / 12, 1.0f / 6},
+        {1.0f / 24, -1.0f / 12, 1.0f / 6},
         {0, 0, 1},
     };
     const size_t plane = (size_t)cin * cout;
     for (int ci = 0; ci < cin; ci++) {
-        for (int co = 0; co < cout; co++) {
-            double w[3][3], gw[ALPHA][3];
-            for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++)
-                    w[ky][kx] = kernel[((size_t)(ky * 3 + kx) * cin + ci) * cout + co];
-            for (int i = 0; i < ALPHA; i++)
-                for (int kx = 0; kx < 3; kx++)
-                    gw[i][kx] = g[i][0] * w[0][kx] + g[i][1] * w[1][kx] + g[i][2] * w[2][kx];
-            for (int i = 0; i < ALPHA; i++)
-                for (int j = 0; j < ALPHA; j++)
-                    u[(size_t)(i * ALPHA + j) * plane + (size_t)ci * cout + co] =
-                        (float)(gw[i][0] * g[j][0] + gw[i][1] * g[j][1] + gw[i][2] * g[j][2]);
+        /* The kernel's taps w[ky][kx] for this input channel, rows of cout. */
+        const float *w[3][3];
+        for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++)
+                w[ky][kx] = kernel + ((size_t)(ky * 3 + kx) * cin + ci) * cout;
+        for (int i = 0; i < ALPHA; i++) {
+            for (int j = 0; j < ALPHA; j++) {
+                float *out = u + (size_t)(i * ALPHA + j) * plane + (size_t)ci * cout;
+                for (int co = 0; co < cout; co++) {
+                    float sum = 0.0f;
+                    for (int kx = 0; kx < 3; kx++) {
+                        const float gw = g[i][0] * w[0][kx][co] + g[i][1] * w[1][kx][co] +
+                                         g[i][2] * w[2][kx][co];
+                        sum += gw * g[j][kx];
+                    }
+                    out[co] = sum;
+                }
+            }
         }
     }
 }

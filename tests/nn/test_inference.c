@@ -88,7 +88,7 @@ static void test_conv_routes_match_definition(void)
                 nn_model m;
                 CHECK(make_conv(&m, cases[i].h, cases[i].w, cases[i].cin, cases[i].filters,
                                 prepare) == 0);
-                CHECK(prepare == (m.layers[0].winograd != NULL) || cases[i].cin < 8);
+                CHECK(prepare == m.layers[0].winograd_ready || cases[i].cin < 8);
                 double error = conv_error(&m, cases[i].batch);
                 CHECK_MSG(error < 1e-5,
                           "%dx%dx%d to %d filters, batch %d, %d threads, %s: "
@@ -173,8 +173,9 @@ static void test_chunked_batch_matches_examples(void)
     free(x);
 }
 
-/* A training pass changes the weights, so it must drop the Winograd
- * kernels, and an inference pass after it uses the new weights. */
+/* A training pass changes the weights, so inference must stop using the
+ * prepared Winograd kernels, and an inference pass after it uses the new
+ * weights. */
 static void test_training_drops_prepared_kernels(void)
 {
     enum { N = 4 };
@@ -185,10 +186,10 @@ static void test_training_drops_prepared_kernels(void)
     CHECK(nn_model_prepare_inference(&m) == 0);
     CHECK(nn_model_reserve(&m, N) == 0);
     nn_param *kernel = nn_model_find_variable(&m, "conv2d_1/kernel");
-    CHECK(m.layers[2].winograd != NULL);
+    CHECK(m.layers[2].winograd_ready);
     CHECK(kernel != NULL);
     nn_model_forward(&m, x, N, true);
-    CHECK(m.layers[2].winograd == NULL);
+    CHECK(!m.layers[2].winograd_ready);
     for (size_t i = 0; i < kernel->size; i++)
         kernel->value[i] *= -1.0f;
     float before[N * 10];
