@@ -20,7 +20,8 @@
 #include <cblas.h>
 #include <string.h>
 
-#define ALPHA 6 /* input tile side: 4 outputs + 3 - 1 */
+#define ALPHA 6            /* input tile side: 4 outputs + 3 - 1 */
+#define TRANSFORM_BLOCK 64 /* output channels per pass of the kernel transform */
 #define POINTS (ALPHA * ALPHA)
 
 static int tiles_along(int out)
@@ -61,16 +62,18 @@ void winograd_transform_kernel(const float *restrict kernel, int cin, int cout, 
             for (int kx = 0; kx < 3; kx++)
                 w[ky][kx] = kernel + ((size_t)(ky * 3 + kx) * cin + ci) * cout;
         for (int i = 0; i < ALPHA; i++) {
-            for (int j = 0; j < ALPHA; j++) {
-                float *out = u + (size_t)(i * ALPHA + j) * plane + (size_t)ci * cout;
-                for (int co = 0; co < cout; co++) {
-                    float sum = 0.0f;
-                    for (int kx = 0; kx < 3; kx++) {
-                        const float gw = g[i][0] * w[0][kx][co] + g[i][1] * w[1][kx][co] +
-                                         g[i][2] * w[2][kx][co];
-                        sum += gw * g[j][kx];
-                    }
-                    out[co] = sum;
+            /* Row i of G g, then its products with the rows of G. */
+            for (int co0 = 0; co0 < cout; co0 += TRANSFORM_BLOCK) {
+                const int count = cout - co0 < TRANSFORM_BLOCK ? cout - co0 : TRANSFORM_BLOCK;
+                float gw[3][TRANSFORM_BLOCK];
+                for (int kx = 0; kx < 3; kx++)
+                    for (int co = 0; co < count; co++)
+                        gw[kx][co] = g[i][0] * w[0][kx][co0 + co] + g[i][1] * w[1][kx][co0 + co] +
+                                     g[i][2] * w[2][kx][co0 + co];
+                for (int j = 0; j < ALPHA; j++) {
+                    float *out = u + (size_t)(i * ALPHA + j) * plane + (size_t)ci * cout + co0;
+                    for (int co = 0; co < count; co++)
+                        out[co] = gw[0][co] * g[j][0] + gw[1][co] * g[j][1] + gw[2][co] * g[j][2];
                 }
             }
         }
