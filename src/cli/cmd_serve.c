@@ -445,10 +445,14 @@ int cmd_serve(int argc, char **argv)
     int sig = wait_for_signal(manager, o.poll_seconds);
     DM_INFO("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     drain(http, o.timeout_ms);
-    /* The batcher finishes its batches first, because their connections
-     * are suspended, and the server can only close resumed ones. */
-    srv_batcher_free(batcher);
+    /* The batcher runs its queued batches first, because their connections
+     * are suspended and libmicrohttpd aborts when it stops with suspended
+     * connections. Its HTTP threads may still submit requests until it
+     * stops, which then run on those threads, so the batcher is freed
+     * last. */
+    srv_batcher_stop(batcher);
     srv_http_stop(http);
+    srv_batcher_free(batcher);
     srv_manager_free(manager);
     srv_metrics_free(metrics);
     DM_INFO("stopped");

@@ -38,6 +38,7 @@ struct srv_batcher {
 
     pthread_t *threads;
     int num_threads;
+    int live_threads; /* batch threads that have not exited yet */
 };
 
 static void add_microseconds(struct timespec *t, int64_t us)
@@ -76,8 +77,11 @@ static int run_batch(srv_batcher *b, task *first, int total, float **buffer_x, f
 {
     srv_servable *s = first->servable;
     if (first->next == NULL) {
-        if (b->metrics != NULL)
-            srv_metrics_batch(b->metrics, total);
+        /* A request larger than max_batch runs in forward passes of
+         * max_batch examples, and the metrics count each. */
+        for (int done = 0; b->metrics != NULL && done < total; done += b->max_batch)
+            srv_metrics_batch(b->metrics,
+                              total - done < b->max_batch ? total - done : b->max_batch);
         return srv_servable_predict(s, first->x, first->n, b->max_batch, first->y);
     }
     const size_t example = (size_t)srv_servable_input_height(s) * srv_servable_input_width(s);
@@ -143,8 +147,12 @@ static void *batch_thread(void *arg)
     for (;;) {
         while (b->head == NULL && !b->stopping)
             pthread_cond_wait(&b->queued, &b->lock);
-        if (b->head == NULL)
+        if (b->head == NULL) {
+            /* Counted down under the lock, so that a later submission finds
+             * no thread left and runs its request itself. */
+            b->live_threads--;
             break;
+        }
         if (!wait_for_batch(b))
             continue;
         int total = 0;
@@ -201,6 +209,9 @@ srv_batcher *srv_batcher_create(int max_batch, int64_t timeout_us, int threads,
             return NULL;
         }
         b->num_threads++;
+        pthread_mutex_lock(&b->lock);
+        b->live_threads++;
+        pthread_mutex_unlock(&b->lock);
     }
     return b;
 }
@@ -236,6 +247,17 @@ int srv_batcher_submit(srv_batcher *b, srv_servable *s, const float *x, int n, f
     pthread_mutex_lock(&b->lock);
     if (announced)
         b->arriving--;
+    if (b->live_threads == 0) {
+        /* Stopped: no batch thread would run the request, so it runs
+         * here, alone. */
+        pthread_mutex_unlock(&b->lock);
+        float *buffer_x = NULL, *buffer_y = NULL;
+        size_t capacity = 0;
+        int rc = run_batch(b, t, n, &buffer_x, &buffer_y, &capacity);
+        done(context, rc);
+        free(t);
+        return 0;
+    }
     const bool was_empty = b->head == NULL;
     if (b->tail != NULL)
         b->tail->next = t;
@@ -288,16 +310,26 @@ int srv_batcher_run(srv_batcher *b, srv_servable *s, const float *x, int n, floa
     return rc;
 }
 
-void srv_batcher_free(srv_batcher *b)
+void srv_batcher_stop(srv_batcher *b)
 {
     if (b == NULL)
         return;
     pthread_mutex_lock(&b->lock);
+    const bool stopped = b->stopping;
     b->stopping = true;
     pthread_cond_broadcast(&b->queued);
     pthread_mutex_unlock(&b->lock);
+    if (stopped)
+        return;
     for (int i = 0; i < b->num_threads; i++)
         pthread_join(b->threads[i], NULL);
+}
+
+void srv_batcher_free(srv_batcher *b)
+{
+    if (b == NULL)
+        return;
+    srv_batcher_stop(b);
     free(b->threads);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->queued);

@@ -55,7 +55,14 @@ int srv_batcher_submit(srv_batcher *b, srv_servable *s, const float *x, int n, f
 int srv_batcher_run(srv_batcher *b, srv_servable *s, const float *x, int n, float *y,
                     bool announced);
 
-/* Runs what is queued, stops the threads and frees B (NULL is ignored). */
+/* Runs what is queued and stops the batch threads. Requests submitted
+ * later run alone on the submitting thread before srv_batcher_submit
+ * returns, so a server can stop B while its HTTP threads still submit.
+ * NULL is ignored. */
+void srv_batcher_stop(srv_batcher *b);
+
+/* Stops B if needed and frees it, once nothing can call it any more (NULL
+ * is ignored). */
 void srv_batcher_free(srv_batcher *b);
 
 #endif

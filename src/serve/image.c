@@ -41,7 +41,14 @@ static int decode_jpeg(const uint8_t *data, size_t size, uint8_t **pixels, int *
                  tjGetErrorStr2(tj));
         goto out;
     }
-    if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > SRV_IMAGE_MAX_PIXELS) {
+    if (w <= 0 || h <= 0) {
+        snprintf(error, capacity,
+                 "Unable to decode image: invalid JPEG data: the header gives a size of %dx%d "
+                 "pixels",
+                 w, h);
+        goto out;
+    }
+    if ((uint64_t)w * (uint64_t)h > SRV_IMAGE_MAX_PIXELS) {
         snprintf(error, capacity,
                  "Unable to decode image: JPEG of %dx%d pixels is larger than the maximum of "
                  "%u pixels",

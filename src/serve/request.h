@@ -10,7 +10,10 @@
  * and may be wrapped in an object keyed by the input name, as clients of
  * the reference design's signature send {"image_bytes": {"b64": ...}}.
  * Pixel values are not range-checked, as TensorFlow Serving does not check
- * them either; NaN and Infinity reach the model and come back as NaN.
+ * them either. NaN and Infinity reach the model. In the three reference
+ * models the ReLU after the first convolution turns NaN into 0, so the
+ * probabilities come back finite. A model without that ReLU would return
+ * NaN, which the reply writes as NaN.
  */
 #ifndef DISTML_SERVE_REQUEST_H
 #define DISTML_SERVE_REQUEST_H

@@ -423,6 +423,16 @@ expect_equal "hang-up: the other request's status" "$(cat "$tmp/hangup/2.code")"
 expect_metrics "hang-up: both in one forward pass" 2 6
 predict "hang-up: the next request" "$v1_body"
 expect_code "hang-up: the next request" 200
+expect_metrics "hang-up: the next request alone" 3 7
+
+# A request larger than --max_batch_size runs in forward passes of at most
+# that many examples, and the metrics count each pass.
+ten='{"image_bytes":{"b64":"'"$F1"'"}}'
+for _ in 2 3 4 5 6 7 8 9 10; do ten="$ten"',{"image_bytes":{"b64":"'"$F1"'"}}'; done
+predict "batching: 10 examples" '{"instances":['"$ten"']}'
+expect_code "batching: 10 examples" 200
+expect_json "batching: 10 examples" "len(j['predictions']) == 10"
+expect_metrics "batching: 10 examples in passes of 8 and 2" 5 17
 stop_server
 expect_equal "batching: SIGTERM exit status" "$server_status" 0
 
@@ -445,6 +455,34 @@ if cmp -s "$tmp/drained.json" "$tmp/f1-version12.json"; then
     pass "drain: batched reply equals the unbatched one"
 else
     fail "drain: batched reply differs from the unbatched one"
+fi
+
+# --- with batching, SIGTERM under load whose drain limit runs out ---
+# The clients keep their connections open and send more requests while
+# the server stops, so requests are still being submitted to the batcher
+# after the drain gives up. Every one must get a reply or a closed
+# connection, and the server must exit 0.
+printf '%s' "$v1_body" >"$tmp/load.json"
+start_server "$tmp/load.log" --model_name fmnist --model_base_path "$base" \
+    --enable_batching --rest_api_timeout_in_ms 1000
+hey -z 4s -c 20 -m POST -T application/json -D "$tmp/load.json" \
+    "$url/v1/models/$M:predict" >"$tmp/load-hey.txt" 2>&1 &
+hey_pid=$!
+sleep 1
+stop_server
+wait "$hey_pid"
+expect_equal "drain under load: SIGTERM exit status" "$server_status" 0
+if grep -q "Fatal error" "$tmp/load.log"; then
+    fail "drain under load: libmicrohttpd aborted"
+    grep "Fatal error" "$tmp/load.log" | sed 's/^/    log: /'
+else
+    pass "drain under load: no abort in the log"
+fi
+if grep -q '\[200\]' "$tmp/load-hey.txt"; then
+    pass "drain under load: requests before SIGTERM got 200"
+else
+    fail "drain under load: no request got 200"
+    sed 's/^/    hey: /' "$tmp/load-hey.txt" | head -30
 fi
 
 finish

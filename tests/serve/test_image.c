@@ -137,6 +137,11 @@ static void test_decode_rejects_other_bytes(void)
     unsigned char *f1 = fixture_read("F1-gray128-baseline-28.jpg", &size);
     expect_decode_error("F1 cut after 200 bytes", f1, 200, "invalid JPEG data");
     free(f1);
+    /* A JPEG signature with no frame header has no size, which is not a
+     * size over the maximum. */
+    expect_decode_error("JPEG signature and garbage",
+                        (const uint8_t *)"\xff\xd8\xff\xe0garbage", 11,
+                        "invalid JPEG data: the header gives a size of 0x0 pixels");
     const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     expect_decode_error("PNG signature only", png_signature, 8, "invalid PNG data");
     expect_decode_error("GIF header", (const uint8_t *)"GIF89a", 6,
