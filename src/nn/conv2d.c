@@ -179,13 +179,18 @@ static bool use_direct(const nn_layer *l)
     return l->kernel == 3 && l->in.c <= 2 && l->out.c % LANES == 0;
 }
 
-/* Winograd pays for layers with several input channels, and for several
- * tiles per call: a map of 3x3 outputs is a single tile, whose matrix
- * products are too small for sgemm to run well. */
+/* Winograd pays for layers with several input channels. */
+static bool winograd_suits(const nn_layer *l)
+{
+    return l->kernel == 3 && l->in.c >= 8;
+}
+
+/* Winograd also needs several tiles per call: a map of 3x3 outputs is a
+ * single tile, whose matrix products are too small for sgemm to run well. */
 static bool use_winograd(const nn_layer *l, int batch)
 {
     const int tiles = ((l->out.h + 3) / 4) * ((l->out.w + 3) / 4);
-    return l->kernel == 3 && l->in.c >= 8 && (long)tiles * batch >= 4;
+    return winograd_suits(l) && (long)tiles * batch >= 4;
 }
 
 /* Writes the Winograd form of the current kernel into l->winograd.
@@ -203,7 +208,7 @@ static int transform_kernel(nn_layer *l)
 int conv2d_prepare_inference(nn_layer *l)
 {
     l->winograd_ready = false;
-    if (l->kernel != 3 || l->in.c < 8)
+    if (!winograd_suits(l))
         return 0;
     if (transform_kernel(l) != 0)
         return -1;
@@ -236,7 +241,6 @@ void conv2d_forward(nn_layer *l, const float *x, float *y, int batch, bool train
     const int tile_images = conv2d_tile_images(l);
     const int parts = reserve_tiles(l, nn_parts(batch));
     const conv_route route = choose_route(l, batch, training);
-    const bool direct = route == ROUTE_DIRECT, winograd = route == ROUTE_WINOGRAD;
 
 #pragma omp parallel for schedule(static) if (parts > 1)
     for (int t = 0; t < parts; t++) {
@@ -248,20 +252,25 @@ void conv2d_forward(nn_layer *l, const float *x, float *y, int batch, bool train
             const size_t rows = (size_t)images * pixels;
             const float *in = x + (size_t)b * in_size;
             float *out = y + (size_t)b * pixels * n;
-            if (direct) {
+            switch (route) {
+            case ROUTE_DIRECT:
                 for (int i = 0; i < images; i++)
                     direct_conv_image(in + i * in_size, l->params[0].value, l->params[1].value,
                                       out + i * pixels * n, l->in.w, cin, l->out.h, l->out.w, n);
-            } else if (winograd) {
+                break;
+            case ROUTE_WINOGRAD: {
                 const size_t scratch = (size_t)images * winograd_floats_per_image(
                                                             l->out.h, l->out.w, cin, n);
                 winograd_conv(l->winograd, l->params[1].value, in, out, images, l->in.h,
                               l->in.w, cin, n, col, col + scratch);
-            } else {
+                break;
+            }
+            case ROUTE_IM2COL:
                 im2col(in, col, images, l->in.h, l->in.w, cin, k, l->out.h, l->out.w);
                 /* params[0] (kernel) is followed by params[1] (bias) in memory. */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, n, width, 1.0f,
                             col, width, l->params[0].value, n, 0.0f, out, n);
+                break;
             }
             if (!l->relu_to_next)
                 activation_apply(l->activation, out, out, rows * n, n);

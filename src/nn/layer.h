@@ -96,10 +96,10 @@ typedef struct nn_layer {
     int partial_parts;
 
     /* Conv2D: the kernel in Winograd form, or NULL. A training forward pass
-     * transforms the kernel anew each step; winograd_ready says whether
-     * the buffer holds the current kernel for inference, which only
-     * conv2d_prepare_inference sets, because the weights change after a
-     * training step. */
+     * transforms the kernel anew for itself. winograd_ready is true while
+     * the buffer contains the current kernel for inference: only
+     * conv2d_prepare_inference sets it, because training changes the
+     * weights after each step. */
     float *winograd;
     bool winograd_ready;
 

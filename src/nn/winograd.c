@@ -1,7 +1,8 @@
 /*
- * Winograd F(4x4, 3x3) convolution for inference (Lavin and Gray, "Fast
- * Algorithms for Convolutional Neural Networks", arXiv:1509.09308). Each 6x6 input tile
- * d and 3x3 kernel g give a 4x4 output tile
+ * Winograd F(4x4, 3x3) convolution, the forward pass of training and
+ * inference (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+ * Networks", arXiv:1509.09308). Each 6x6 input tile d and 3x3 kernel g
+ * give a 4x4 output tile
  *     Y = A^T [(G g G^T) . (B^T d B)] A,
  * so the 36 products per tile and channel pair replace 144 of the direct
  * convolution. Across channels the element-wise product becomes 36
@@ -42,7 +43,7 @@ size_t winograd_floats_per_image(int out_h, int out_w, int cin, int cout)
 
 /* U = G g G^T for every (ci, co), from the Keras layout (3, 3, cin, cout)
  * to U[xi][ci][co]. The loops over co run along the kernel's rows, so
- * they vectorize; a training step transforms the kernel anew. */
+ * they vectorize. Training transforms the kernel in every step. */
 NN_MULTIVERSION
 void winograd_transform_kernel(const float *restrict kernel, int cin, int cout, float *restrict u)
 {
@@ -99,7 +100,7 @@ static inline void input_rows(const float *restrict s0, const float *restrict s1
 }
 
 /* V[xi][tile] = B^T d B for one tile whose top-left input pixel is (y0,
- * x0); pixels outside the IH x IW map read as zero. */
+ * x0). Pixels outside the IH x IW map read as zero. */
 NN_MULTIVERSION
 static void transform_input_tile(const float *restrict xb, int ih, int iw, int c, int y0, int x0,
                                  float *restrict v, size_t point_stride, float *restrict work)

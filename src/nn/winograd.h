@@ -1,6 +1,6 @@
 /*
  * Winograd F(4x4, 3x3): a 3x3, stride-1, "valid" convolution with about a
- * quarter of the direct method's multiplications, for inference. Layouts
+ * quarter of the direct method's multiplications, for forward passes. Layouts
  * are the engine's: NHWC maps, the Keras kernel (3, 3, cin, cout).
  */
 #ifndef DISTML_NN_WINOGRAD_H

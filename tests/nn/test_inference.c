@@ -138,9 +138,9 @@ static void test_prepared_models_match(void)
     free(x);
 }
 
-/* A batch larger than one pass of inference runs in chunks; each example's
- * probabilities and its share of the loss (from the kept logits) must
- * match a forward pass of that example alone. */
+/* A batch larger than one pass of inference runs in chunks. Each example's
+ * probabilities and its share of the loss, which comes from the kept
+ * logits, must match a forward pass of that example alone. */
 static void test_chunked_batch_matches_examples(void)
 {
     enum { N = 37 };
