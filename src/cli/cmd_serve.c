@@ -447,9 +447,9 @@ int cmd_serve(int argc, char **argv)
     drain(http, o.timeout_ms);
     /* The batcher runs its queued batches first, because their connections
      * are suspended and libmicrohttpd aborts when it stops with suspended
-     * connections. Its HTTP threads may still submit requests until it
-     * stops, which then run on those threads, so the batcher is freed
-     * last. */
+     * connections. The server's HTTP threads may still submit requests
+     * after that, which then run on those threads, so the batcher is freed
+     * only after the server has stopped. */
     srv_batcher_stop(batcher);
     srv_http_stop(http);
     srv_batcher_free(batcher);

@@ -77,11 +77,9 @@ static int run_batch(srv_batcher *b, task *first, int total, float **buffer_x, f
 {
     srv_servable *s = first->servable;
     if (first->next == NULL) {
-        /* A request larger than max_batch runs in forward passes of
-         * max_batch examples, and the metrics count each. */
-        for (int done = 0; b->metrics != NULL && done < total; done += b->max_batch)
-            srv_metrics_batch(b->metrics,
-                              total - done < b->max_batch ? total - done : b->max_batch);
+        /* A request larger than max_batch runs in several forward passes. */
+        if (b->metrics != NULL)
+            srv_metrics_passes(b->metrics, total, b->max_batch);
         return srv_servable_predict(s, first->x, first->n, b->max_batch, first->y);
     }
     const size_t example = (size_t)srv_servable_input_height(s) * srv_servable_input_width(s);
@@ -273,53 +271,16 @@ int srv_batcher_submit(srv_batcher *b, srv_servable *s, const float *x, int n, f
     return 0;
 }
 
-/* The result that srv_batcher_run waits for. */
-typedef struct {
-    pthread_mutex_t lock;
-    pthread_cond_t finished;
-    bool done;
-    int rc;
-} waiter;
-
-static void wake_waiter(void *context, int rc)
-{
-    waiter *w = context;
-    pthread_mutex_lock(&w->lock);
-    w->rc = rc;
-    w->done = true;
-    pthread_cond_signal(&w->finished);
-    pthread_mutex_unlock(&w->lock);
-}
-
-int srv_batcher_run(srv_batcher *b, srv_servable *s, const float *x, int n, float *y,
-                    bool announced)
-{
-    waiter w = {.done = false, .rc = -1};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.finished, NULL);
-    int rc = srv_batcher_submit(b, s, x, n, y, announced, wake_waiter, &w);
-    if (rc == 0) {
-        pthread_mutex_lock(&w.lock);
-        while (!w.done)
-            pthread_cond_wait(&w.finished, &w.lock);
-        pthread_mutex_unlock(&w.lock);
-        rc = w.rc;
-    }
-    pthread_cond_destroy(&w.finished);
-    pthread_mutex_destroy(&w.lock);
-    return rc;
-}
-
 void srv_batcher_stop(srv_batcher *b)
 {
     if (b == NULL)
         return;
     pthread_mutex_lock(&b->lock);
-    const bool stopped = b->stopping;
+    const bool already_stopping = b->stopping;
     b->stopping = true;
     pthread_cond_broadcast(&b->queued);
     pthread_mutex_unlock(&b->lock);
-    if (stopped)
+    if (already_stopping)
         return;
     for (int i = 0; i < b->num_threads; i++)
         pthread_join(b->threads[i], NULL);

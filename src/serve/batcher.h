@@ -51,10 +51,6 @@ void srv_batcher_withdraw(srv_batcher *b);
 int srv_batcher_submit(srv_batcher *b, srv_servable *s, const float *x, int n, float *y,
                        bool announced, srv_batch_done_fn done, void *context);
 
-/* Submits like srv_batcher_submit and waits for the result; returns RC. */
-int srv_batcher_run(srv_batcher *b, srv_servable *s, const float *x, int n, float *y,
-                    bool announced);
-
 /* Runs what is queued and stops the batch threads. Requests submitted
  * later run alone on the submitting thread before srv_batcher_submit
  * returns, so a server can stop B while its HTTP threads still submit.

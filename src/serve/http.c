@@ -500,10 +500,7 @@ static enum MHD_Result run_inference(struct MHD_Connection *c, request *r, const
         return reply_inference(c, r, url, work);
     }
     if (h->config.batcher == NULL) {
-        for (int first = 0; first < in->batch; first += h->config.chunk) {
-            int count = in->batch - first < h->config.chunk ? in->batch - first : h->config.chunk;
-            srv_metrics_batch(h->config.metrics, count);
-        }
+        srv_metrics_passes(h->config.metrics, in->batch, h->config.chunk);
         work->rc = srv_servable_predict(work->servable, in->x, in->batch, h->config.chunk,
                                         work->y);
         if (work->rc != 0)

@@ -64,6 +64,12 @@ void srv_metrics_batch(srv_metrics *m, int batch)
     atomic_fetch_add(&m->batch_sum, (unsigned long)batch);
 }
 
+void srv_metrics_passes(srv_metrics *m, int examples, int max_pass)
+{
+    for (int first = 0; first < examples; first += max_pass)
+        srv_metrics_batch(m, examples - first < max_pass ? examples - first : max_pass);
+}
+
 char *srv_metrics_render(srv_metrics *m, const char *model_name, int64_t version,
                          size_t *length)
 {

@@ -24,6 +24,10 @@ void srv_metrics_request_finished(srv_metrics *m, int status, double seconds);
 /* Counts one forward pass over BATCH examples. */
 void srv_metrics_batch(srv_metrics *m, int batch);
 
+/* Counts the forward passes that EXAMPLES examples take in passes of at
+ * most MAX_PASS examples, as srv_servable_predict runs them. */
+void srv_metrics_passes(srv_metrics *m, int examples, int max_pass);
+
 /* Renders every metric; VERSION is the served version or -1. Returns a
  * malloc'd text, or NULL when memory runs out. */
 char *srv_metrics_render(srv_metrics *m, const char *model_name, int64_t version,

@@ -84,21 +84,22 @@ static void test_manager_serves_highest_complete(void)
     srv_manager_free(m);
 }
 
+/* The replies of submitted requests, filled in by the batch thread. */
 typedef struct {
-    srv_batcher *batcher;
-    srv_servable *servable;
-    pthread_barrier_t *start;
-    const float *x;
-    float *y;
-    int rc;
-} client;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int finished;
+    int failed;
+} replies;
 
-static void *run_client(void *arg)
+static void count_reply(void *context, int rc)
 {
-    client *c = arg;
-    pthread_barrier_wait(c->start);
-    c->rc = srv_batcher_run(c->batcher, c->servable, c->x, 1, c->y, false);
-    return NULL;
+    replies *r = context;
+    pthread_mutex_lock(&r->lock);
+    r->finished++;
+    r->failed += rc != 0;
+    pthread_cond_signal(&r->changed);
+    pthread_mutex_unlock(&r->lock);
 }
 
 static void test_batching_matches_forward_pass(void)
@@ -118,19 +119,20 @@ static void test_batching_matches_forward_pass(void)
     srv_metrics *metrics = srv_metrics_create();
     /* A long timeout, so the batch waits for all clients and fills up. */
     srv_batcher *b = srv_batcher_create(CLIENTS, 2000000, 1, metrics);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, CLIENTS);
-    pthread_t threads[CLIENTS];
-    client clients[CLIENTS];
-    for (int i = 0; i < CLIENTS; i++) {
-        clients[i] = (client){b, s, &start, x + i * 784, batched + i * 10, -1};
-        pthread_create(&threads[i], NULL, run_client, &clients[i]);
-    }
-    for (int i = 0; i < CLIENTS; i++) {
-        pthread_join(threads[i], NULL);
-        CHECK_INT_EQ(clients[i].rc, 0);
-    }
-    pthread_barrier_destroy(&start);
+    replies r = {.finished = 0, .failed = 0};
+    pthread_mutex_init(&r.lock, NULL);
+    pthread_cond_init(&r.changed, NULL);
+    for (int i = 0; i < CLIENTS; i++)
+        CHECK_INT_EQ(srv_batcher_submit(b, s, x + i * 784, 1, batched + i * 10, false,
+                                        count_reply, &r),
+                     0);
+    pthread_mutex_lock(&r.lock);
+    while (r.finished < CLIENTS)
+        pthread_cond_wait(&r.changed, &r.lock);
+    pthread_mutex_unlock(&r.lock);
+    CHECK_INT_EQ(r.failed, 0);
+    pthread_cond_destroy(&r.changed);
+    pthread_mutex_destroy(&r.lock);
     /* The merged batch gives exactly what one forward pass over the same
      * 16 examples gives. */
     static float together[CLIENTS * 10];
